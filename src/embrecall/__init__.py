@@ -1,0 +1,67 @@
+"""embrecall: real-time embedding recall for recommender systems.
+
+>>> import embrecall
+>>> rec = embrecall.load("artifacts/movies")          # doctest: +SKIP
+>>> ids, scores = rec.recommend(1, k=30)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+
+__version__ = "0.1.0"
+
+from embrecall.embeddings import Embeddings  # noqa: E402
+from embrecall.errors import (  # noqa: E402
+    ArtifactError,
+    DimensionMismatchError,
+    DuplicateIdError,
+    EmbrecallError,
+    InputFormatError,
+    InvalidArgumentError,
+    InvalidVectorError,
+    MissingExtraError,
+    UnknownIdError,
+)
+
+
+def load(path: str | os.PathLike, *, verify: bool = True):
+    """Load an artifact directory as a :class:`~embrecall.recommender.Recommender`."""
+    from embrecall.artifact import load_artifact
+
+    return load_artifact(path, verify=verify)
+
+
+def read_embeddings(path, format: str = "auto", **options):
+    """Read embeddings from Spark CSV, parquet, npy or word2vec text; see ``embrecall.io``."""
+    from embrecall.io import read_embeddings as _read
+
+    return _read(path, format, **options)
+
+
+def __getattr__(name: str):
+    # Heavier nouns load on first use so `import embrecall` stays light.
+    if name == "Recommender":
+        from embrecall.recommender import Recommender
+
+        return Recommender
+    if name in ("Catalog", "read_catalog"):
+        from embrecall import catalog
+
+        return getattr(catalog, name)
+    if name in ("read_interactions", "Interactions"):
+        from embrecall import interactions
+
+        return getattr(interactions, name)
+    if name == "build":
+        from embrecall.pipeline import build
+
+        return build
+    raise AttributeError(f"module 'embrecall' has no attribute {name!r}")
+
+
+__all__ = [
+    "ArtifactError", "DimensionMismatchError", "DuplicateIdError", "Embeddings", "EmbrecallError",
+    "InputFormatError", "InvalidArgumentError", "InvalidVectorError", "MissingExtraError",
+    "UnknownIdError", "load", "read_embeddings", "__version__",
+]

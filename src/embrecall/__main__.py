@@ -1,0 +1,5 @@
+import sys
+
+from embrecall.cli import main
+
+sys.exit(main())

@@ -1,0 +1,300 @@
+"""The artifact: the only module that knows the on-disk layout and its format version.
+
+Layout (format version 1)::
+
+    ARTIFACT/
+      manifest.json            format, versions, spaces, indexes, query kinds, SHA-256 of every file
+      items/ids.npy            int64, or unicode for string ids (never pickled)
+      items/vectors.npy        float32 (n, d), the raw vectors (queries by id read them)
+      users/ids.npy, users/vectors.npy
+      indexes/<name>.faiss     one faiss index per (space, metric, spec)
+      catalog.parquet          item metadata (optional)
+      seen/indptr.npy, seen/item_rows.npy   CSR of the items each user has seen (optional)
+
+Writing goes to a temporary sibling directory that is renamed into place, so a reader never sees
+a half-written artifact. Loading verifies sizes and checksums before faiss reads a byte: faiss has
+no checksums of its own and accepts many bit-flipped files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embrecall.embeddings import Embeddings
+from embrecall.errors import ArtifactError, EmbrecallError
+from embrecall.index import VectorIndex
+
+if TYPE_CHECKING:
+    from embrecall.recommender import Recommender
+
+log = logging.getLogger("embrecall")
+
+FORMAT = "embrecall-artifact"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_HASH_CHUNK = 8 << 20
+
+
+# -- writing ---------------------------------------------------------------------------------
+def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write ``rec`` to the directory ``path`` atomically; returns the path.
+
+    An existing ``path`` is refused unless ``overwrite=True``, in which case it is replaced only
+    once the new artifact is complete.
+    """
+    from embrecall import __version__
+
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise ArtifactError(f"{target} already exists (pass overwrite=True / --force to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; an artifact is shared with servers
+    try:
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "embrecall_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "spaces": {},
+            "indexes": {},
+            "queries": {},
+            "catalog": None,
+            "seen": None,
+            "files": {},
+        }
+        for name, emb in (("items", rec.items), ("users", rec.users)):
+            if emb is not None:
+                manifest["spaces"][name] = _write_space(staging, name, emb)
+        for name, index in rec.indexes.items():
+            rel = f"indexes/{name}.faiss"
+            (staging / "indexes").mkdir(exist_ok=True)
+            index.save(str(staging / rel))
+            manifest["indexes"][name] = {**index.describe(), "file": rel}
+        for name, kind in rec.query_kinds.items():
+            manifest["queries"][name] = {
+                "query_space": kind.query_space, "target_space": kind.target_space,
+                "metric": kind.metric, "spec": kind.spec, "index": kind.index_name,
+            }
+        if rec.catalog is not None:
+            rec.catalog.to_parquet(staging / "catalog.parquet")
+            manifest["catalog"] = {
+                "file": "catalog.parquet", "count": len(rec.catalog), "columns": list(rec.catalog.columns),
+            }
+        if rec.seen is not None:
+            (staging / "seen").mkdir()
+            _save_npy(staging / "seen/indptr.npy", rec.seen.indptr)
+            _save_npy(staging / "seen/item_rows.npy", rec.seen.item_rows)
+            manifest["seen"] = {
+                "indptr": "seen/indptr.npy", "item_rows": "seen/item_rows.npy",
+                "users": int(rec.seen.n_users), "interactions": int(rec.seen.nnz),
+            }
+        manifest["files"] = {
+            rel: {"bytes": (staging / rel).stat().st_size, "sha256": _sha256(staging / rel)}
+            for rel in sorted(_relative_files(staging))
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _fsync_tree(staging)
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _write_space(root: Path, name: str, emb: Embeddings) -> dict[str, Any]:
+    (root / name).mkdir()
+    ids = emb.ids if emb.id_kind == "int" else np.asarray(emb.ids, dtype=str)
+    _save_npy(root / name / "ids.npy", ids)
+    _save_npy(root / name / "vectors.npy", emb.vectors)
+    return {
+        "count": len(emb), "dim": emb.dim, "id_kind": emb.id_kind, "source": emb.source,
+        "ids": f"{name}/ids.npy", "vectors": f"{name}/vectors.npy",
+    }
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+def _move_into_place(staging: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{int(time.time())}")
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in root.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+# -- reading ---------------------------------------------------------------------------------
+def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of the artifact at ``path``, checked for format and version only."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: no artifact directory there")
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactError(f"{root}: no {MANIFEST} (not an embrecall artifact)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{root / MANIFEST}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{root / MANIFEST}: not an embrecall artifact manifest")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        hint = "; upgrade embrecall" if newer else ""
+        raise ArtifactError(
+            f"{root}: artifact format version {version!r}, this embrecall reads version "
+            f"{FORMAT_VERSION}{hint}"
+        )
+    return manifest
+
+
+def verify_artifact(path: str | os.PathLike) -> dict[str, Any]:
+    """Check every file's presence, size and SHA-256 against the manifest; return the manifest."""
+    root = Path(path)
+    manifest = read_manifest(root)
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise ArtifactError(f"{root / MANIFEST}: lists no files")
+    for rel, meta in files.items():
+        file = _inside(root, rel)
+        if not file.is_file():
+            raise ArtifactError(f"{root}: {rel} is missing")
+        size = file.stat().st_size
+        if size != meta.get("bytes"):
+            raise ArtifactError(
+                f"{root}: {rel} has {size} bytes, the manifest says {meta.get('bytes')} "
+                "(truncated or altered)"
+            )
+        if _sha256(file) != meta.get("sha256"):
+            raise ArtifactError(f"{root}: {rel} does not match its SHA-256 checksum (altered or corrupt)")
+    return manifest
+
+
+def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommender:
+    """Load the artifact at ``path`` as a :class:`~embrecall.recommender.Recommender`.
+
+    Raises :class:`ArtifactError` saying what is wrong when the artifact is missing, corrupt,
+    altered, of another format version, or inconsistent with its manifest.
+    """
+    from embrecall.catalog import Catalog
+    from embrecall.interactions import SeenItems
+    from embrecall.recommender import QueryKind, Recommender
+
+    root = Path(path)
+    t0 = time.perf_counter()
+    manifest = verify_artifact(root) if verify else read_manifest(root)
+    listed = set(manifest.get("files", {}))
+
+    def file(rel: str) -> Path:
+        if rel not in listed:
+            raise ArtifactError(f"{root}: manifest refers to {rel}, which its file list does not cover")
+        return _inside(root, rel)
+
+    try:
+        spaces = {
+            name: _read_space(file, name, meta) for name, meta in manifest["spaces"].items()
+        }
+        if "items" not in spaces:
+            raise ArtifactError(f"{root}: the manifest has no items space")
+        indexes = {}
+        for name, meta in manifest["indexes"].items():
+            index = VectorIndex.load(str(file(meta["file"])), meta["metric"], meta["spec"], meta.get("search_params"))
+            if index.ntotal != meta["ntotal"] or index.dim != meta["dim"]:
+                raise ArtifactError(
+                    f"{root}: index {name} holds {index.ntotal} x {index.dim}, "
+                    f"the manifest says {meta['ntotal']} x {meta['dim']}"
+                )
+            indexes[name] = index
+        kinds = {}
+        for name, q in manifest["queries"].items():
+            kinds[name] = QueryKind(name, q["query_space"], q["target_space"], q["metric"], q["spec"],
+                                    indexes[q["index"]].search_params if q["index"] in indexes else {})
+            target = spaces.get(q["target_space"])
+            if target is None or q["index"] not in indexes or indexes[q["index"]].ntotal != len(target):
+                raise ArtifactError(f"{root}: query kind {name} does not match its index and space")
+        catalog = None
+        if manifest.get("catalog"):
+            catalog = Catalog.from_parquet(file(manifest["catalog"]["file"]))
+        seen = None
+        if manifest.get("seen"):
+            seen = SeenItems(
+                _load_npy(file(manifest["seen"]["indptr"])), _load_npy(file(manifest["seen"]["item_rows"]))
+            )
+            if seen.n_users != len(spaces["users"]) or (seen.nnz and seen.item_rows.max() >= len(spaces["items"])):
+                raise ArtifactError(f"{root}: seen-items table does not match the users and items")
+    except ArtifactError:
+        raise
+    except (EmbrecallError, KeyError, TypeError, ValueError, OSError) as exc:
+        raise ArtifactError(f"{root}: inconsistent or unreadable artifact: {exc}") from None
+    info = {
+        "artifact": str(root.resolve()),
+        "format_version": manifest["format_version"],
+        "embrecall_version": manifest.get("embrecall_version"),
+        "created_at": manifest.get("created_at"),
+    }
+    rec = Recommender(spaces["items"], spaces.get("users"), indexes, kinds, catalog=catalog, seen=seen, info=info)
+    log.info("loaded artifact %s in %.2fs", root, time.perf_counter() - t0)
+    return rec
+
+
+def _read_space(file, name: str, meta: dict) -> Embeddings:
+    ids = _load_npy(file(meta["ids"]))
+    if meta["id_kind"] == "str":
+        ids = ids.astype(object)
+    vectors = _load_npy(file(meta["vectors"]))
+    if vectors.shape != (meta["count"], meta["dim"]) or len(ids) != meta["count"]:
+        raise ArtifactError(
+            f"space {name}: files hold {len(ids)} ids and vectors {vectors.shape}, "
+            f"the manifest says {meta['count']} x {meta['dim']}"
+        )
+    return Embeddings(ids, vectors, source=meta.get("source", name))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: not a plain numpy array file ({exc})") from None
+
+
+def _inside(root: Path, rel: str) -> Path:
+    """``root/rel``, refusing paths that would leave the artifact (a hostile manifest)."""
+    candidate = (root / rel).resolve()
+    if not str(candidate).startswith(str(root.resolve()) + os.sep):
+        raise ArtifactError(f"{root}: manifest path {rel!r} points outside the artifact")
+    return candidate
+
+
+def _relative_files(root: Path) -> list[str]:
+    return [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

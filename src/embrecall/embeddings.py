@@ -1,0 +1,305 @@
+"""`Embeddings`: external ids paired with float32 vectors; every vector invariant lives here.
+
+Readers (``embrecall.io``) parse files into arrays and hand them to :func:`build_embeddings`,
+which either refuses bad rows with a message naming the source and line, or (on request) drops
+them and records each one in ``Embeddings.skipped``. An ``Embeddings`` object is always valid:
+finite float32 C-contiguous vectors, unique ids that are all int64 (never the reserved -1) or all
+strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from embrecall.errors import (
+    DimensionMismatchError,
+    DuplicateIdError,
+    InputFormatError,
+    InvalidVectorError,
+    UnknownIdError,
+)
+
+IdKind = Literal["int", "str"]
+OnBadRow = Literal["raise", "skip"]
+RESERVED_ID = -1  # faiss pads missing results with -1, so no real id may be -1
+_INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
+
+
+@dataclass(frozen=True)
+class SkippedRow:
+    """A row left out under ``on_bad_row="skip"``: where it was and why."""
+
+    line: int | None
+    reason: str
+
+
+class Embeddings:
+    """Ids and their vectors, validated.
+
+    Parameters
+    ----------
+    ids : array-like, shape (n,)
+        Integer ids (become int64) or string ids (kept as Python ``str``).
+    vectors : array-like, shape (n, d)
+        Numbers; stored as float32, C-contiguous.
+    source : str
+        Where the data came from, used in error messages.
+    lines : array-like of int, shape (n,), optional
+        The source line (or row) number of each row, used in error messages.
+    skipped : sequence of SkippedRow
+        Rows a reader left out; kept for the caller to report.
+    """
+
+    __slots__ = ("ids", "vectors", "source", "skipped", "_index")
+
+    def __init__(
+        self,
+        ids: Sequence | np.ndarray,
+        vectors: np.ndarray | Sequence,
+        *,
+        source: str = "<arrays>",
+        lines: Sequence[int] | np.ndarray | None = None,
+        skipped: Iterable[SkippedRow] = (),
+    ) -> None:
+        vectors = as_vector_matrix(vectors, what=source)
+        n = vectors.shape[0]
+        if n == 0:
+            raise InputFormatError(f"{source}: no embeddings (the input is empty)")
+        ids_arr = normalise_ids(ids, source=source)
+        if len(ids_arr) != n:
+            raise InputFormatError(f"{source}: {len(ids_arr)} ids for {n} vectors")
+        where = _Locator(source, ids_arr, lines)
+        bad_id = _first_reserved_id(ids_arr)
+        if bad_id is not None:
+            raise InputFormatError(
+                f"{where(bad_id)}: id -1 is reserved (faiss uses it for 'no result')"
+            )
+        bad = _first_non_finite_row(vectors)
+        if bad is not None:
+            raise InvalidVectorError(f"{where(bad)}: vector holds NaN or infinity")
+        index = pd.Index(ids_arr)
+        if not index.is_unique:
+            dup_rows = np.flatnonzero(index.duplicated(keep=False))
+            first_dup = ids_arr[dup_rows[0]]
+            rows = dup_rows[ids_arr[dup_rows] == first_dup][:2]
+            raise DuplicateIdError(
+                f"{source}: duplicate id {_py(first_dup)!r} at {where.place(rows[0])} "
+                f"and {where.place(rows[1])}"
+            )
+        self.ids = ids_arr
+        self.vectors = vectors
+        self.source = source
+        self.skipped = tuple(skipped)
+        self._index = index
+
+    # -- shape -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def id_kind(self) -> IdKind:
+        return "int" if self.ids.dtype == np.int64 else "str"
+
+    def __repr__(self) -> str:
+        return f"Embeddings(n={len(self)}, dim={self.dim}, ids={self.id_kind}, source={self.source!r})"
+
+    # -- id <-> row --------------------------------------------------------------------------
+    def coerce_id(self, value: object) -> int | str:
+        """Turn a user-supplied id (e.g. the text ``"42"`` from a CLI) into this id kind."""
+        return coerce_id(value, self.id_kind)
+
+    def lookup_rows(self, ids: Sequence | np.ndarray) -> np.ndarray:
+        """Rows (int64) of ``ids``, -1 for an id not held."""
+        if len(ids) == 0:
+            return np.empty(0, dtype=np.int64)
+        wanted = [self.coerce_id(i) for i in ids]
+        dtype = np.int64 if self.id_kind == "int" else object
+        return self._index.get_indexer(pd.Index(wanted, dtype=dtype)).astype(np.int64, copy=False)
+
+    def rows_of(self, ids: Sequence | np.ndarray, *, what: str = "id") -> np.ndarray:
+        """Rows (int64) of ``ids``; raises :class:`UnknownIdError` naming the ids not held."""
+        rows = self.lookup_rows(ids)
+        missing = [self.coerce_id(ids[i]) for i in np.flatnonzero(rows < 0)]
+        if missing:
+            shown = ", ".join(repr(m) for m in missing[:5])
+            more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+            raise UnknownIdError(f"unknown {what} {shown}{more}", missing)
+        return rows
+
+    def row_of(self, id_: object, *, what: str = "id") -> int:
+        return int(self.rows_of([id_], what=what)[0])
+
+    def contains(self, id_: object) -> bool:
+        try:
+            return self._index.get_loc(self.coerce_id(id_)) is not None
+        except (KeyError, InputFormatError):
+            return False
+
+    def ids_at(self, rows: np.ndarray) -> np.ndarray:
+        return self.ids[rows]
+
+
+def build_embeddings(
+    ids: Sequence | np.ndarray,
+    vectors: np.ndarray,
+    *,
+    source: str,
+    lines: Sequence[int] | np.ndarray | None = None,
+    on_bad_row: OnBadRow = "raise",
+    skipped: Iterable[SkippedRow] = (),
+) -> Embeddings:
+    """Validate reader output into :class:`Embeddings`.
+
+    With ``on_bad_row="raise"`` the first bad row raises. With ``"skip"`` rows holding NaN/inf,
+    the reserved id -1, or a repeat of an earlier id are dropped and listed in ``.skipped``
+    (together with ``skipped``, the rows the reader itself could not parse).
+    """
+    if on_bad_row not in ("raise", "skip"):
+        raise ValueError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
+    if on_bad_row == "raise":
+        return Embeddings(ids, vectors, source=source, lines=lines, skipped=skipped)
+    vectors = as_vector_matrix(vectors, what=source)
+    ids_arr = normalise_ids(ids, source=source)
+    line_arr = np.asarray(lines) if lines is not None else np.arange(1, len(ids_arr) + 1)
+    keep = np.isfinite(vectors).all(axis=1)
+    reasons = {int(r): "vector holds NaN or infinity" for r in np.flatnonzero(~keep)}
+    if ids_arr.dtype == np.int64:
+        for r in np.flatnonzero(ids_arr == RESERVED_ID):
+            reasons.setdefault(int(r), "id -1 is reserved")
+    dup = pd.Index(ids_arr).duplicated(keep="first")
+    for r in np.flatnonzero(dup):
+        reasons.setdefault(int(r), f"duplicate id {_py(ids_arr[r])!r}")
+    drop = np.array(sorted(reasons), dtype=np.int64)
+    keep = np.ones(len(ids_arr), dtype=bool)
+    keep[drop] = False
+    all_skipped = list(skipped) + [SkippedRow(int(line_arr[r]), reasons[int(r)]) for r in drop]
+    all_skipped.sort(key=lambda s: (s.line is None, s.line or 0))
+    return Embeddings(
+        ids_arr[keep], vectors[keep], source=source, lines=line_arr[keep], skipped=all_skipped
+    )
+
+
+# -- helpers shared with readers and the recommender ------------------------------------------
+def as_vector_matrix(vectors: np.ndarray | Sequence, *, what: str = "vectors") -> np.ndarray:
+    """``vectors`` as a 2-D float32 C-contiguous array, or a clear error."""
+    try:
+        arr = np.asarray(vectors)
+    except ValueError as exc:  # ragged nested lists
+        raise InvalidVectorError(f"{what}: vectors are not a rectangular array ({exc})") from exc
+    if arr.ndim != 2:
+        raise InvalidVectorError(f"{what}: expected a 2-D array (n, d), got {arr.ndim}-D")
+    if arr.dtype.kind not in "fiub":
+        raise InvalidVectorError(f"{what}: expected numbers, got dtype {arr.dtype}")
+    if arr.shape[1] == 0:
+        raise InvalidVectorError(f"{what}: vectors have dimension 0")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are refused later
+        return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def check_query_vectors(vectors: np.ndarray | Sequence, dim: int) -> tuple[np.ndarray, bool]:
+    """Validate query vectors before faiss sees them.
+
+    Returns the (m, d) float32 matrix and whether a single 1-D vector was given.
+    """
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (ValueError, TypeError) as exc:
+        raise InvalidVectorError(f"query is not an array of numbers ({exc})") from exc
+    single = arr.ndim == 1
+    if single:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise InvalidVectorError(f"query must be a vector or a 2-D batch, got {arr.ndim}-D")
+    if arr.shape[1] != dim:
+        raise DimensionMismatchError(f"query has dimension {arr.shape[1]}, index has {dim}")
+    if not np.isfinite(arr).all():
+        raise InvalidVectorError("query vector holds NaN or infinity")
+    return np.ascontiguousarray(arr), single
+
+
+def normalise_ids(ids: Sequence | np.ndarray, *, source: str = "ids") -> np.ndarray:
+    """Ids as int64 (integers) or an object array of ``str`` (strings); anything else refused."""
+    arr = np.asarray(ids) if not isinstance(ids, np.ndarray) else ids
+    if arr.ndim != 1:
+        raise InputFormatError(f"{source}: ids must be 1-D, got shape {arr.shape}")
+    kind = arr.dtype.kind
+    if kind in "iu":
+        if kind == "u" and arr.size and arr.max() > _INT64_MAX:
+            big = arr[arr > _INT64_MAX][0]
+            raise InputFormatError(f"{source}: id {int(big)} does not fit in int64")
+        return arr.astype(np.int64, copy=False)
+    if kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise InputFormatError(f"{source}: ids must be integers or strings, got floats")
+        return arr.astype(np.int64)
+    if kind in "UST":
+        return np.array([str(x) for x in arr], dtype=object)
+    if kind == "O":
+        values = list(arr)
+        if all(isinstance(v, str) for v in values):
+            return np.array(values, dtype=object)
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+            for v in values:
+                if not _INT64_MIN <= int(v) <= _INT64_MAX:
+                    raise InputFormatError(f"{source}: id {int(v)} does not fit in int64")
+            return np.array(values, dtype=np.int64)
+        bad = next(v for v in values if not isinstance(v, (str, int, np.integer)) or isinstance(v, bool))
+        raise InputFormatError(f"{source}: ids must be all integers or all strings, found {bad!r}")
+    raise InputFormatError(f"{source}: ids must be integers or strings, got dtype {arr.dtype}")
+
+
+def coerce_id(value: object, kind: IdKind) -> int | str:
+    """A single id as ``kind``; integer text such as ``"42"`` is accepted for integer ids."""
+    if kind == "str":
+        return str(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise InputFormatError(f"id {value!r} is not an integer (this index has integer ids)") from None
+    raise InputFormatError(f"id {value!r} is not an integer (this index has integer ids)")
+
+
+class _Locator:
+    """Formats 'file: line N (id X)' for the row of a validation error."""
+
+    def __init__(self, source: str, ids: np.ndarray, lines) -> None:
+        self.source, self.ids = source, ids
+        self.lines = None if lines is None else np.asarray(lines)
+
+    def place(self, row: int) -> str:
+        return f"line {int(self.lines[row])}" if self.lines is not None else f"row {int(row)}"
+
+    def __call__(self, row: int) -> str:
+        return f"{self.source}: {self.place(row)} (id {_py(self.ids[row])!r})"
+
+
+def _py(value: object) -> object:
+    """A numpy scalar as its Python value, so messages read ``7`` and not ``np.int64(7)``."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _first_reserved_id(ids: np.ndarray) -> int | None:
+    if ids.dtype != np.int64:
+        return None
+    hits = np.flatnonzero(ids == RESERVED_ID)
+    return int(hits[0]) if hits.size else None
+
+
+def _first_non_finite_row(vectors: np.ndarray) -> int | None:
+    ok = np.isfinite(vectors).all(axis=1)
+    if ok.all():
+        return None
+    return int(np.flatnonzero(~ok)[0])

@@ -1,0 +1,75 @@
+"""`build`: files in, recommender (and artifact) out. The one place that wires readers, catalog,
+interactions and indexes together, shared by the CLI, the demo and library users."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from embrecall.catalog import Catalog, read_catalog
+from embrecall.embeddings import Embeddings
+from embrecall.interactions import Interactions, read_interactions
+from embrecall.io import read_embeddings
+from embrecall.recommender import Recommender
+
+log = logging.getLogger("embrecall")
+PathLike = str | os.PathLike
+
+
+def build(
+    items: PathLike | Embeddings,
+    users: PathLike | Embeddings | None = None,
+    *,
+    out: PathLike | None = None,
+    catalog: PathLike | Catalog | None = None,
+    interactions: PathLike | Interactions | None = None,
+    metrics: Mapping[str, str] | None = None,
+    index: Mapping[str, str] | str | None = None,
+    search_params: Mapping[str, Mapping[str, int]] | None = None,
+    read_options: Mapping[str, Any] | None = None,
+    catalog_options: Mapping[str, Any] | None = None,
+    interactions_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> Recommender:
+    """Read embeddings (and optionally a catalog and interactions), build, and save to ``out``.
+
+    Parameters
+    ----------
+    items, users : path or Embeddings
+        Files in any format ``read_embeddings`` takes, or already-read embeddings.
+    out : path, optional
+        Artifact directory to write; nothing is written when omitted.
+    catalog : path or Catalog, optional
+        Item metadata (MovieLens ``movies.dat``/``movies.csv``, generic CSV/parquet).
+    interactions : path or Interactions, optional
+        Who has seen what (MovieLens ``ratings.csv``/``ratings.dat``, generic CSV/parquet).
+    metrics, index, search_params
+        Per query kind overrides; see :meth:`Recommender.build`.
+    read_options : dict
+        Passed to ``read_embeddings`` for both files (``format``, ``id_column``,
+        ``vector_column``, ``on_bad_row``).
+    """
+    t0 = time.perf_counter()
+    opts = dict(read_options or {})
+    item_emb = items if isinstance(items, Embeddings) else read_embeddings(items, **opts)
+    user_emb = users if (users is None or isinstance(users, Embeddings)) else read_embeddings(users, **opts)
+    cat = catalog
+    if catalog is not None and not isinstance(catalog, Catalog):
+        cat = read_catalog(catalog, **dict(catalog_options or {}))
+    inter = interactions
+    if interactions is not None and not isinstance(interactions, Interactions):
+        inter = read_interactions(interactions, **dict(interactions_options or {}))
+    t1 = time.perf_counter()
+    rec = Recommender.build(
+        item_emb, user_emb, catalog=cat, interactions=inter, metrics=metrics, index=index,
+        search_params=search_params, progress=progress,
+    )
+    t2 = time.perf_counter()
+    if out is not None:
+        rec.save(out, overwrite=overwrite)
+    log.info("build: read %.2fs, index %.2fs, save %.2fs", t1 - t0, t2 - t1, time.perf_counter() - t2)
+    return rec

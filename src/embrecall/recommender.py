@@ -1,0 +1,367 @@
+"""`Recommender`: recommend / similar_items / similar_users over external ids.
+
+It owns the mapping between the users' ids and index rows, the three default query kinds, the
+exclusions (seen items, self, per-query lists) and the catalog join. Search itself is the
+index's job; the on-disk layout is the artifact's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from embrecall.catalog import Catalog
+from embrecall.embeddings import Embeddings, check_query_vectors
+from embrecall.errors import InvalidArgumentError
+from embrecall.index import VectorIndex
+from embrecall.index.faiss_index import Metric
+from embrecall.interactions import Interactions, SeenItems
+
+IdLike = int | str
+Ids = np.ndarray
+Scores = np.ndarray
+
+
+@dataclass(frozen=True)
+class QueryKind:
+    """What one query kind searches: the space its ids come from and the index it searches."""
+
+    name: str  # "recommend" | "similar_items" | "similar_users"
+    query_space: str  # "users" | "items": where a query id's vector comes from
+    target_space: str  # the space whose ids come back
+    metric: Metric
+    spec: str = "Flat"
+    search_params: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def index_name(self) -> str:
+        """Query kinds with the same space, metric and spec share one index."""
+        return f"{self.target_space}-{self.metric}-{_slug(self.spec)}"
+
+
+DEFAULT_METRICS: dict[str, Metric] = {
+    "recommend": "ip",  # how MF / two-tower models score a user against items
+    "similar_items": "cosine",
+    "similar_users": "cosine",
+}
+_SPACES = {
+    "recommend": ("users", "items"),
+    "similar_items": ("items", "items"),
+    "similar_users": ("users", "users"),
+}
+
+
+def default_query_kinds(
+    metrics: Mapping[str, Metric] | None = None,
+    specs: Mapping[str, str] | str | None = None,
+    search_params: Mapping[str, Mapping[str, int]] | None = None,
+) -> dict[str, QueryKind]:
+    """The three query kinds, with metrics/index specs overridden where given."""
+    metrics = {**DEFAULT_METRICS, **(metrics or {})}
+    unknown = set(metrics) - set(DEFAULT_METRICS)
+    if unknown:
+        raise InvalidArgumentError(f"unknown query kind {sorted(unknown)[0]!r}; known: {', '.join(DEFAULT_METRICS)}")
+    if isinstance(specs, str) or specs is None:
+        specs = dict.fromkeys(DEFAULT_METRICS, specs or "Flat")
+    kinds = {}
+    for name, (query_space, target_space) in _SPACES.items():
+        kinds[name] = QueryKind(
+            name, query_space, target_space, metrics[name], specs.get(name, "Flat"),
+            dict((search_params or {}).get(name, {})),
+        )
+    return kinds
+
+
+class Recommender:
+    """Recall over user and item embeddings.
+
+    Build one with :meth:`build` (in memory) or load an artifact with ``embrecall.load(path)``.
+    Every query answers with ``(ids, scores)``: 1-D arrays for one query id or vector, best first,
+    never padded (fewer than ``k`` only when fewer exist); 2-D arrays ``(m, k')`` for a batch,
+    where a row with fewer results than the others is padded with id ``-1`` (``None`` for string
+    ids) and score ``NaN``. Scores are higher-is-better for ``ip``/``cosine``; for ``l2`` they are
+    squared distances, lower is better.
+    """
+
+    def __init__(
+        self,
+        items: Embeddings,
+        users: Embeddings | None,
+        indexes: Mapping[str, VectorIndex],
+        query_kinds: Mapping[str, QueryKind],
+        *,
+        catalog: Catalog | None = None,
+        seen: SeenItems | None = None,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.items = items
+        self.users = users
+        self.indexes = dict(indexes)
+        self.query_kinds = dict(query_kinds)
+        self.catalog = catalog
+        self.seen = seen
+        self.info = dict(info or {})
+        for kind in self.query_kinds.values():
+            if kind.index_name not in self.indexes:
+                raise InvalidArgumentError(f"query kind {kind.name} needs index {kind.index_name}, which is missing")
+
+    # -- building ----------------------------------------------------------------------------
+    @classmethod
+    def build(
+        cls,
+        items: Embeddings,
+        users: Embeddings | None = None,
+        *,
+        catalog: Catalog | None = None,
+        interactions: Interactions | None = None,
+        metrics: Mapping[str, Metric] | None = None,
+        index: Mapping[str, str] | str | None = None,
+        search_params: Mapping[str, Mapping[str, int]] | None = None,
+        progress: bool | None = None,
+    ) -> Recommender:
+        """Build indexes for every query kind the given embeddings allow.
+
+        Parameters
+        ----------
+        items, users : Embeddings
+            ``users`` may be omitted: then only ``similar_items`` and by-vector queries work.
+        catalog : Catalog, optional
+            Item metadata joined onto results.
+        interactions : Interactions, optional
+            Who has seen what; ``recommend`` excludes seen items by default.
+        metrics : {"recommend": "ip", "similar_items": "cosine", "similar_users": "cosine"}
+            Overrides per query kind.
+        index : str or {query kind: faiss factory string}
+            ``"Flat"`` (exact) by default.
+        """
+        kinds = default_query_kinds(metrics, index, search_params)
+        if users is None:
+            kinds = {n: k for n, k in kinds.items() if "users" not in (k.query_space, k.target_space)}
+        elif users.dim != items.dim:
+            raise InvalidArgumentError(
+                f"user vectors have dimension {users.dim}, item vectors {items.dim}: "
+                "recommend scores a user vector against item vectors, so they must match"
+            )
+        spaces = {"items": items, "users": users}
+        indexes: dict[str, VectorIndex] = {}
+        for kind in kinds.values():
+            if kind.index_name not in indexes:
+                indexes[kind.index_name] = VectorIndex.build(
+                    spaces[kind.target_space].vectors, kind.metric, kind.spec,
+                    search_params=kind.search_params or None, progress=progress,
+                )
+        if catalog is not None:
+            catalog = catalog.with_id_kind(items.id_kind)
+        seen = None
+        if interactions is not None and users is not None:
+            seen = SeenItems.from_interactions(interactions, users=users, items=items)
+        return cls(items, users, indexes, kinds, catalog=catalog, seen=seen)
+
+    def save(self, path: str, *, overwrite: bool = False) -> None:
+        """Write this recommender as a versioned artifact directory (see ``embrecall.artifact``)."""
+        from embrecall.artifact import save_artifact
+
+        save_artifact(self, path, overwrite=overwrite)
+
+    # -- queries by id -----------------------------------------------------------------------
+    def recommend(
+        self,
+        user_id: IdLike | Sequence[IdLike] | np.ndarray,
+        k: int = 10,
+        *,
+        exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
+        exclude_seen: bool = True,
+        params: Mapping[str, int] | None = None,
+    ) -> tuple[Ids, Scores]:
+        """Top-``k`` items for a user id (or a batch of them), by the user's vector.
+
+        Items the user has seen (when interactions were loaded) are excluded inside the search
+        unless ``exclude_seen=False``; ``exclude`` adds item ids to leave out (ids the catalogue
+        does not hold are ignored). For a batch, ``exclude`` is one list for every query or a
+        list of lists, one per query.
+        """
+        ids, single = _as_batch(user_id)
+        users = self._space("users", "recommend")
+        rows = users.rows_of(ids, what="user id")
+        excluded = self._exclusions(len(rows), exclude, single)
+        if exclude_seen and self.seen is not None:
+            excluded = [np.concatenate([e, self.seen.rows_for(r)]) for e, r in zip(excluded, rows)]
+        return self._run("recommend", users.vectors[rows], k, excluded, params, single)
+
+    def similar_items(
+        self,
+        item_id: IdLike | Sequence[IdLike] | np.ndarray,
+        k: int = 10,
+        *,
+        exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
+        params: Mapping[str, int] | None = None,
+    ) -> tuple[Ids, Scores]:
+        """Items most like an item id (the item itself excluded)."""
+        return self._similar("similar_items", self.items, item_id, k, exclude, params)
+
+    def similar_users(
+        self,
+        user_id: IdLike | Sequence[IdLike] | np.ndarray,
+        k: int = 10,
+        *,
+        exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
+        params: Mapping[str, int] | None = None,
+    ) -> tuple[Ids, Scores]:
+        """Users most like a user id (the user itself excluded)."""
+        return self._similar("similar_users", self._space("users", "similar_users"), user_id, k, exclude, params)
+
+    # -- queries by raw vector ---------------------------------------------------------------
+    def recommend_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+        """Top-``k`` items for a raw user vector (d,) or a batch (m, d)."""
+        return self.search("recommend", vector, k, exclude=exclude, params=params)
+
+    def similar_items_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+        """Items closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
+        return self.search("similar_items", vector, k, exclude=exclude, params=params)
+
+    def similar_users_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+        """Users closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
+        return self.search("similar_users", vector, k, exclude=exclude, params=params)
+
+    def search(
+        self,
+        query_kind: str,
+        vector: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+        k: int = 10,
+        *,
+        exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
+        params: Mapping[str, int] | None = None,
+    ) -> tuple[Ids, Scores]:
+        """Search one query kind's index with raw vectors: (d,) -> 1-D results, (m, d) -> 2-D."""
+        kind = self._kind(query_kind)
+        index = self.indexes[kind.index_name]
+        queries, single = check_query_vectors(vector, index.dim)
+        excluded = self._exclusions(len(queries), exclude, single, space=kind.target_space)
+        return self._run(query_kind, queries, k, excluded, params, single)
+
+    # -- results with metadata ---------------------------------------------------------------
+    def results(self, ids: Ids, scores: Scores, *, space: str = "items") -> list[dict[str, Any]]:
+        """One query's results as ``[{"id", "score", <catalog fields>}]``, best first."""
+        id_list = [_py(i) for i in ids]
+        meta = (
+            self.catalog.records(id_list) if (self.catalog is not None and space == "items")
+            else [{} for _ in id_list]
+        )
+        return [{"id": i, "score": float(s), **m} for i, s, m in zip(id_list, scores, meta)]
+
+    def seen_items(self, user_id: IdLike) -> Ids:
+        """Item ids the user has interacted with (empty without interactions)."""
+        users = self._space("users", "seen_items")
+        if self.seen is None:
+            return self.items.ids[:0]
+        return self.items.ids[self.seen.rows_for(users.row_of(user_id, what="user id"))]
+
+    def describe(self) -> dict[str, Any]:
+        """Counts, dimensions, metrics, index kinds and parameters, as a JSON-safe dict."""
+        spaces = {
+            name: {"count": len(e), "dim": e.dim, "id_kind": e.id_kind}
+            for name, e in (("items", self.items), ("users", self.users)) if e is not None
+        }
+        return {
+            **self.info,
+            "spaces": spaces,
+            "queries": {
+                name: {"from": k.query_space, "returns": k.target_space, "index": k.index_name, **self.indexes[k.index_name].describe()}
+                for name, k in self.query_kinds.items()
+            },
+            "catalog": None if self.catalog is None else {"count": len(self.catalog), "columns": list(self.catalog.columns)},
+            "seen": None if self.seen is None else {"users": int(self.seen.n_users), "interactions": int(self.seen.nnz)},
+        }
+
+    # -- internals ---------------------------------------------------------------------------
+    def _similar(self, name, space: Embeddings, query_id, k, exclude, params) -> tuple[Ids, Scores]:
+        ids, single = _as_batch(query_id)
+        what = "item id" if space is self.items else "user id"
+        rows = space.rows_of(ids, what=what)
+        kind = self._kind(name)
+        excluded = self._exclusions(len(rows), exclude, single, space=kind.target_space)
+        excluded = [np.append(e, r) for e, r in zip(excluded, rows)]  # never return the query itself
+        return self._run(name, space.vectors[rows], k, excluded, params, single)
+
+    def _run(self, name, queries, k, excluded, params, single) -> tuple[Ids, Scores]:
+        k = _check_k(k)
+        kind = self._kind(name)
+        index = self.indexes[kind.index_name]
+        scores, rows = index.search(queries, k, exclude=excluded, params=params)
+        target = self._space(kind.target_space, name)
+        if single:
+            valid = rows[0] >= 0
+            return target.ids[rows[0][valid]], scores[0][valid]
+        ids = np.empty(rows.shape, dtype=target.ids.dtype)
+        valid = rows >= 0
+        ids[valid] = target.ids[rows[valid]]
+        ids[~valid] = -1 if target.id_kind == "int" else None
+        return ids, scores
+
+    def _exclusions(self, m: int, exclude, single: bool, space: str = "items") -> list[np.ndarray]:
+        """Per-query arrays of excluded rows; unknown ids are ignored (nothing to leave out)."""
+        empty = np.empty(0, dtype=np.int64)
+        if exclude is None:
+            return [empty] * m
+        target = self._space(space, "exclude")
+        if isinstance(exclude, (str, bytes)):
+            raise InvalidArgumentError("exclude must be a list of ids, not a single string")
+        lists = list(exclude)
+        per_query = not single and lists and all(_is_listlike(e) for e in lists)
+        if per_query:
+            if len(lists) != m:
+                raise InvalidArgumentError(f"exclude has {len(lists)} lists for {m} queries")
+            return [_known_rows(target, e) for e in lists]
+        rows = _known_rows(target, lists)
+        return [rows] * m
+
+    def _space(self, name: str, query: str) -> Embeddings:
+        space = self.items if name == "items" else self.users
+        if space is None:
+            raise InvalidArgumentError(f"{query} needs user embeddings, and none were loaded")
+        return space
+
+    def _kind(self, name: str) -> QueryKind:
+        try:
+            return self.query_kinds[name]
+        except KeyError:
+            if name in DEFAULT_METRICS:
+                raise InvalidArgumentError(f"{name} needs user embeddings, and none were loaded") from None
+            raise InvalidArgumentError(f"unknown query kind {name!r}; known: {', '.join(self.query_kinds)}") from None
+
+
+def _as_batch(value) -> tuple[list, bool]:
+    if isinstance(value, (str, bytes, int, np.integer)):
+        return [value], True
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return [value.item()], True
+    values = list(value)
+    if not values:
+        raise InvalidArgumentError("empty batch of ids")
+    return values, False
+
+
+def _check_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
+def _is_listlike(value) -> bool:
+    return not isinstance(value, (str, bytes)) and isinstance(value, (Sequence, np.ndarray, set, frozenset))
+
+
+def _known_rows(space: Embeddings, ids: Iterable) -> np.ndarray:
+    rows = space.lookup_rows(list(ids))
+    return rows[rows >= 0]
+
+
+def _py(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _slug(spec: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in spec)
