@@ -29,8 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmbrecallError as exc:
         print(f"embrecall: error: {exc}", file=sys.stderr)
         return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"embrecall: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+    except OSError as exc:
+        text = f"{exc.strerror}: {exc.filename}" if exc.strerror and exc.filename else str(exc)
+        print(f"embrecall: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

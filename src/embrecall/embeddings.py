@@ -253,8 +253,10 @@ def normalise_ids(ids: Sequence | np.ndarray, *, source: str = "ids") -> np.ndar
                 if not _INT64_MIN <= int(v) <= _INT64_MAX:
                     raise InputFormatError(f"{source}: id {int(v)} does not fit in int64")
             return np.array(values, dtype=np.int64)
-        bad = next(v for v in values if not isinstance(v, (str, int, np.integer)) or isinstance(v, bool))
-        raise InputFormatError(f"{source}: ids must be all integers or all strings, found {bad!r}")
+        raise InputFormatError(
+            f"{source}: ids must be all integers or all strings, found "
+            f"{', '.join(sorted({type(v).__name__ for v in values}))}"
+        )
     raise InputFormatError(f"{source}: ids must be integers or strings, got dtype {arr.dtype}")
 
 

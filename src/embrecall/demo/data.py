@@ -92,11 +92,10 @@ def _movies(rng: np.random.Generator, n: int) -> pd.DataFrame:
     for i in range(n):
         adjectives, nouns = _WORDS[GENRES[primary[i]]]
         base = f"{rng.choice(adjectives)} {rng.choice(nouns)}"
-        if rng.random() < 0.2:
-            base = f"{base}, The"  # MovieLens style: a title with a comma, quoted in the CSV
-        title, part = base, 2
+        suffix = ", The" if rng.random() < 0.2 else ""  # MovieLens style; quoted in the CSV
+        title, part = base + suffix, 2
         while title in seen:
-            title, part = f"{base} {_roman(part)}", part + 1
+            title, part = f"{base} {_roman(part)}{suffix}", part + 1
         seen.add(title)
         titles.append(f"{title} ({int(rng.integers(1950, 2024))})")
     genres = [
@@ -114,15 +113,15 @@ def _item_vectors(rng, movies: pd.DataFrame, directions: np.ndarray) -> np.ndarr
         vectors[i] += directions[GENRES.index(names[0])]
         for extra in names[1:]:
             vectors[i] += 0.5 * directions[GENRES.index(extra)]
-    vectors += 0.25 * rng.standard_normal(vectors.shape).astype(np.float32)
-    popularity = rng.lognormal(0.0, 0.35, (len(movies), 1)).astype(np.float32)
+    vectors += 0.15 * rng.standard_normal(vectors.shape).astype(np.float32)
+    popularity = rng.lognormal(0.0, 0.25, (len(movies), 1)).astype(np.float32)
     return vectors * popularity
 
 
 def _users(rng, n: int, directions: np.ndarray):
     fav = rng.integers(0, len(GENRES), n)
     second = (fav + rng.integers(1, len(GENRES), n)) % len(GENRES)
-    vectors = 1.2 * directions[fav] + 0.35 * directions[second]
+    vectors = 1.5 * directions[fav] + 0.3 * directions[second]
     vectors += 0.25 * rng.standard_normal(vectors.shape).astype(np.float32)
     return fav, second, vectors.astype(np.float32)
 

@@ -56,7 +56,7 @@ def run_demo(
     from embrecall import load
 
     rec = load(artifact)  # answer from the artifact on disk, as a server would
-    users = user_ids or [rec.users.ids[0]]
+    users = user_ids or _showcase_users(rec, inputs.favourite_genre)
     for user in users:
         _show_user(rec, user, k, inputs.favourite_genre, emit)
     first_item = rec.recommend(users[0], k=1)[0][0]
@@ -94,6 +94,14 @@ def _real_inputs(movielens: Path, embeddings: Path) -> DemoInputs:
         catalog=first(movielens, ["movies.csv", "movies.dat"], "movies"),
         interactions=first(movielens, ["ratings.csv", "ratings.dat"], "ratings"),
     )
+
+
+def _showcase_users(rec: Recommender, favourites: dict[int, str] | None) -> list:
+    """A sci-fi fan and a romance fan on the built-in data; the first user otherwise."""
+    if not favourites:
+        return [rec.users.ids[0]]
+    picks = [next(u for u, g in favourites.items() if g == genre) for genre in ("Sci-Fi", "Romance")]
+    return picks
 
 
 def _show_user(rec: Recommender, user, k: int, favourites, emit) -> None:

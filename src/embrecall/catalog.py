@@ -1,0 +1,766 @@
+"""`Catalog`: item id -> metadata (a movie's title and genres), joined onto search results.
+
+:func:`read_catalog` reads MovieLens ``movies.dat`` (``MovieID::Title::Genres``, ISO-8859-1) and
+``movies.csv``, any CSV with a header, and parquet. A :class:`Catalog` keeps the metadata as one
+Arrow table plus a pandas index over the ids, so a lookup of a few dozen ids in a million-row
+catalog is one hash probe per id and one ``take``, never a per-id ``.loc``.
+
+The module-level helpers after the readers (format sniffing, decoding with line-exact errors,
+pyarrow CSV reading, text ids) are shared with :mod:`embrecall.interactions`; they are not public
+API (see ``__all__``).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as _dt
+import decimal
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.dataset as pa_ds
+import pyarrow.parquet as pq
+
+from embrecall.embeddings import IdKind, normalise_ids
+from embrecall.errors import DuplicateIdError, InputFormatError
+
+__all__ = ["Catalog", "read_catalog", "TableFormat"]
+
+TableFormat = Literal["auto", "movielens_dat", "csv", "parquet"]
+FORMATS: tuple[str, ...] = ("auto", "movielens_dat", "csv", "parquet")
+MOVIELENS_ID = "movieId"
+# Candidate id columns, in order of preference; compared case-insensitively and without "_".
+ID_COLUMNS = ("id", "item_id", "itemId", "movieId", "movie_id")
+# Key of the schema metadata that Catalog.to_parquet writes (the artifact's persisted form).
+PARQUET_META_KEY = b"embrecall.catalog"
+PARQUET_FORMAT_VERSION = 1
+
+logger = logging.getLogger("embrecall")
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+JsonValue = str | int | float | bool | None | list | dict
+_PLAIN = frozenset({str, int, bool, type(None)})  # already JSON-safe: skip json_safe()
+
+
+class Catalog:
+    """Metadata of items, looked up by external id.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame, shape (n, c)
+        One row per item, indexed by the item id (integers or strings, unique); every column is
+        a metadata field. The index name, if any, becomes :attr:`id_column`.
+    source : str
+        Where the data came from, used in error messages.
+    """
+
+    __slots__ = ("_table", "_ids", "_index", "id_column", "source")
+
+    def __init__(self, frame: pd.DataFrame, *, source: str = "<DataFrame>") -> None:
+        if not isinstance(frame, pd.DataFrame):
+            raise TypeError(f"Catalog needs a pandas DataFrame indexed by id, got {type(frame)}")
+        names = [str(c) for c in frame.columns]
+        body = frame.reset_index(drop=True)
+        body.columns = names
+        try:
+            table = pa.Table.from_pandas(body, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise InputFormatError(
+                f"{source}: a column cannot be stored as metadata ({exc})"
+            ) from exc
+        id_column = str(frame.index.name) if frame.index.name is not None else "id"
+        self._setup(frame.index.to_numpy(), table, id_column=id_column, source=source)
+
+    @classmethod
+    def _build(
+        cls,
+        ids: np.ndarray,
+        table: pa.Table,
+        *,
+        id_column: str,
+        source: str,
+        line_of_row=None,
+    ) -> Catalog:
+        """Readers' constructor: ids and an Arrow table of metadata, aligned by row."""
+        self = cls.__new__(cls)
+        self._setup(ids, table, id_column=id_column, source=source, line_of_row=line_of_row)
+        return self
+
+    def _setup(self, ids, table: pa.Table, *, id_column: str, source: str, line_of_row=None):
+        if len(ids) == 0:
+            raise InputFormatError(f"{source}: the catalog has no rows")
+        ids = to_id_array(np.asarray(ids), source=source)
+        names = table.column_names
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise InputFormatError(f"{source}: column {dup!r} appears twice")
+        if id_column in names:
+            raise InputFormatError(
+                f"{source}: metadata column {id_column!r} has the name of the id column"
+            )
+        index = pd.Index(ids)
+        if not index.is_unique:
+            raise _duplicate_error(ids, index, source, line_of_row)
+        self._table = table.combine_chunks()  # one chunk: take() on a few rows stays cheap
+        self._ids = ids
+        self._index = index
+        self.id_column = id_column
+        self.source = source
+
+    # -- shape -----------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"Catalog(n={len(self)}, ids={self.id_kind}, columns={self.columns}, "
+            f"source={self.source!r})"
+        )
+
+    @property
+    def columns(self) -> list[str]:
+        """Metadata column names (the id column is not one of them)."""
+        return list(self._table.column_names)
+
+    @property
+    def id_kind(self) -> IdKind:
+        """``"int"`` when the ids are int64, ``"str"`` when they are strings."""
+        return "int" if self._ids.dtype == np.int64 else "str"
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids, shape (n,): int64 or an object array of ``str`` (read-only view)."""
+        view = self._ids.view()
+        view.flags.writeable = False
+        return view
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """A new DataFrame of the metadata, shape (n, c), indexed by id."""
+        frame = self._table.to_pandas()
+        frame.index = pd.Index(self._ids, name=self.id_column)
+        return frame
+
+    # -- lookup ----------------------------------------------------------------------------
+    def records(self, ids: Sequence | np.ndarray) -> list[dict[str, JsonValue]]:
+        """Metadata of each id, aligned with ``ids``.
+
+        Parameters
+        ----------
+        ids : sequence or array, shape (m,)
+            Ids of either kind; integer text matches integer ids and integers match string
+            ids such as ``"42"``.
+
+        Returns
+        -------
+        list of dict, length m
+            ``{column: value}`` with JSON-safe values (``str``, ``int``, ``float``, ``bool``,
+            ``None``; NaN and infinity become ``None``, dates ISO-8601 text). An id that the
+            catalog does not hold gets ``{}``.
+        """
+        if isinstance(ids, (str, bytes)):
+            raise TypeError("records() takes a sequence of ids; use record() for one id")
+        keys, usable = self._lookup_keys(ids)
+        rows = np.full(len(usable), -1, dtype=np.int64)
+        if usable.any():
+            rows[usable] = self._index.get_indexer(keys)
+        out: list[dict[str, JsonValue]] = [{} for _ in range(len(rows))]
+        hit = np.flatnonzero(rows >= 0)
+        if hit.size:
+            found = self._table.take(pa.array(rows[hit])).to_pylist()
+            for pos, rec in zip(hit.tolist(), found, strict=True):
+                out[pos] = {k: v if type(v) in _PLAIN else json_safe(v) for k, v in rec.items()}
+        return out
+
+    def record(self, id_: object) -> dict[str, JsonValue]:
+        """Metadata of one id (``{}`` when the catalog does not hold it)."""
+        return self.records([id_])[0]
+
+    def _lookup_keys(self, ids: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``ids`` coerced to this catalog's kind, and a mask of those that could be."""
+        arr = ids if isinstance(ids, np.ndarray) else np.asarray(list(ids), dtype=object)
+        if arr.ndim != 1:
+            raise TypeError(f"ids must be 1-D, got shape {arr.shape}")
+        if self.id_kind == "int" and arr.dtype.kind in "iu":
+            return arr.astype(np.int64, copy=False), np.ones(len(arr), dtype=bool)
+        keys = [_lookup_key(v, self.id_kind) for v in arr.tolist()]
+        usable = np.array([k is not None for k in keys], dtype=bool)
+        dtype = np.int64 if self.id_kind == "int" else object
+        return np.array([k for k in keys if k is not None], dtype=dtype), usable
+
+    # -- conversion and persistence ---------------------------------------------------------
+    def with_id_kind(self, kind: IdKind) -> Catalog:
+        """This catalog with its ids converted to ``kind`` (to match the item embeddings).
+
+        Raises
+        ------
+        InputFormatError
+            An id is not integer text (for ``"int"``).
+        DuplicateIdError
+            Two ids become the same id (``"7"`` and ``"007"`` both become 7).
+        """
+        if kind not in ("int", "str"):
+            raise ValueError(f"kind must be 'int' or 'str', not {kind!r}")
+        if kind == self.id_kind:
+            return self
+        if kind == "str":
+            ids = pa.array(self._ids).cast(pa.string()).to_numpy(zero_copy_only=False)
+        else:
+            ids = _text_to_int64(self._ids, source=self.source)
+        return Catalog._build(ids, self._table, id_column=self.id_column, source=self.source)
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the catalog as one parquet file: the id column, then the metadata columns."""
+        meta = {
+            "format_version": PARQUET_FORMAT_VERSION,
+            "id_column": self.id_column,
+            "id_kind": self.id_kind,
+        }
+        id_type = pa.int64() if self.id_kind == "int" else pa.string()
+        table = self._table.add_column(0, self.id_column, pa.array(self._ids, type=id_type))
+        schema_meta = dict(table.schema.metadata or {})
+        schema_meta[PARQUET_META_KEY] = json.dumps(meta).encode()
+        pq.write_table(table.replace_schema_metadata(schema_meta), str(path))
+
+    @classmethod
+    def from_parquet(cls, path: str | Path) -> Catalog:
+        """Read a catalog written by :meth:`to_parquet` (or any parquet catalog)."""
+        return read_catalog(path, format="parquet")
+
+
+def read_catalog(
+    path: str | Path,
+    *,
+    id_column: str | None = None,
+    format: TableFormat = "auto",
+    encoding: str | None = None,
+) -> Catalog:
+    """Read item metadata from a file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A MovieLens ``movies.dat`` or ``movies.csv``, a CSV with a header, or parquet (a file
+        or a directory of parquet files as Spark writes it).
+    id_column : str, optional
+        The id column of a CSV or parquet file. Default: the first column named ``id``,
+        ``item_id``, ``itemId``, ``movieId`` or ``movie_id`` (any case), else the first column.
+        A ``movies.dat`` has no header; its columns are ``movieId``, ``title``, ``genres``.
+    format : {"auto", "movielens_dat", "csv", "parquet"}
+        ``"auto"`` picks parquet by suffix or magic bytes, ``movielens_dat`` when the first
+        line holds ``::``, else CSV.
+    encoding : str, optional
+        Text encoding. Default: UTF-8 for CSV; for ``movies.dat`` UTF-8 when the file is valid
+        UTF-8, else ISO-8859-1 (what GroupLens used for ml-1m).
+
+    Returns
+    -------
+    Catalog
+        Ids are int64 when every id is integer text, else strings.
+
+    Raises
+    ------
+    InputFormatError
+        Empty file, a line that is not ``MovieID::Title::Genres``, an id column that is missing
+        or has empty cells, text that is not valid in the encoding.
+    DuplicateIdError
+        The same id on two rows.
+    """
+    path = Path(path)
+    source = str(path)
+    t0 = time.perf_counter()
+    kind = detect_format(path, format)
+    if kind == "movielens_dat":
+        if id_column not in (None, MOVIELENS_ID):
+            raise InputFormatError(
+                f"{source}: movies.dat has the fixed columns movieId, title, genres; "
+                f"id_column={id_column!r} does not apply"
+            )
+        catalog = _read_movies_dat(path, encoding=encoding)
+    elif kind == "csv":
+        catalog = _read_catalog_csv(path, id_column=id_column, encoding=encoding)
+    else:
+        catalog = _read_catalog_parquet(path, id_column=id_column)
+    logger.info(
+        "read catalog of %d items from %s in %.3f s", len(catalog), source, time.perf_counter() - t0
+    )
+    return catalog
+
+
+# -- readers ---------------------------------------------------------------------------------
+def _read_movies_dat(path: Path, *, encoding: str | None) -> Catalog:
+    source = str(path)
+    text = decode_text(read_nonempty(path), encoding, source=source, fallback="iso-8859-1")
+    lines = pa.array(text.split("\n"))
+    lines = pc.utf8_rtrim(lines, characters="\r")
+    # Greedy title: the first '::' ends the id, the last one starts the genres, so a title
+    # holding ':' (or even '::') stays whole.
+    parts = pc.extract_regex(lines, r"^(?P<movieId>[^:]*)::(?P<title>.*)::(?P<genres>.*)$")
+    blank = pc.equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~blank & parts.is_null().to_numpy(zero_copy_only=False))
+    if bad.size:
+        n = int(bad[0])
+        raise InputFormatError(
+            f"{source}: line {n + 1}: expected MovieID::Title::Genres, got "
+            f"{_shorten(lines[n].as_py())!r}"
+        )
+    keep = np.flatnonzero(~blank)
+    if keep.size == 0:
+        raise InputFormatError(f"{source}: the file holds no movies")
+    parts = parts.take(pa.array(keep))
+    id_text = parts.field("movieId")
+    try:
+        ids = pc.cast(id_text, pa.int64()).to_numpy()
+    except pa.ArrowInvalid:
+        n = next(i for i, v in enumerate(id_text.to_pylist()) if int64_or_none(v) is None)
+        raise InputFormatError(
+            f"{source}: line {int(keep[n]) + 1}: movie id {id_text[n].as_py()!r} is not an integer"
+        ) from None
+    table = pa.table({"title": parts.field("title"), "genres": parts.field("genres")})
+    return Catalog._build(
+        ids, table, id_column=MOVIELENS_ID, source=source, line_of_row=lambda r: int(keep[r]) + 1
+    )
+
+
+def _read_catalog_csv(path: Path, *, id_column: str | None, encoding: str | None) -> Catalog:
+    source = str(path)
+    data = read_nonempty(path)
+    text = decode_text(data, encoding, source=source)
+    # pyarrow reads UTF-8 only: hand it the bytes as they are when they already are UTF-8.
+    utf8 = data if _is_utf8(encoding) else text.encode("utf-8")
+    header, delimiter = parse_header(text, source=source)
+    id_col = pick_column(
+        header, id_column, ID_COLUMNS, what="id", source=source, default_first=True
+    )
+    # One block: pyarrow infers each column's type from its first block, and a column that
+    # looks numeric there but holds text further down would fail to convert.
+    table = read_csv_table(
+        utf8,
+        source=source,
+        delimiter=delimiter,
+        column_types={id_col: pa.string()},
+        block_size=len(utf8) + 1,
+    )
+    if table.num_rows == 0:
+        raise InputFormatError(f"{source}: the file has a header but no rows")
+    line_of_row = CsvLines(utf8, header_lines=1)
+    ids = ids_from_text(
+        table[id_col], what=f"id ({id_col})", source=source, line_of_row=line_of_row
+    )
+    return Catalog._build(
+        ids, table.drop_columns([id_col]), id_column=id_col, source=source, line_of_row=line_of_row
+    )
+
+
+def _read_catalog_parquet(path: Path, *, id_column: str | None) -> Catalog:
+    source = str(path)
+    table = read_parquet_table(path, source=source)
+    meta = _embrecall_meta(table.schema, source=source)
+    if id_column is None and meta is not None:
+        id_column = meta.get("id_column")
+    id_col = pick_column(
+        table.column_names, id_column, ID_COLUMNS, what="id", source=source, default_first=True
+    )
+    ids = ids_from_typed(table[id_col], what=f"id ({id_col})", source=source)
+    body = table.drop_columns([id_col]).replace_schema_metadata(None)
+    return Catalog._build(
+        ids, body, id_column=id_col, source=source, line_of_row=lambda r: f"row {r + 1}"
+    )
+
+
+def _embrecall_meta(schema: pa.Schema, *, source: str) -> dict | None:
+    raw = (schema.metadata or {}).get(PARQUET_META_KEY)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except ValueError as exc:
+        raise InputFormatError(f"{source}: catalog metadata is not JSON ({exc})") from exc
+    version = meta.get("format_version")
+    if version != PARQUET_FORMAT_VERSION:
+        raise InputFormatError(
+            f"{source}: catalog format version {version!r}; this embrecall reads version "
+            f"{PARQUET_FORMAT_VERSION}"
+        )
+    return meta
+
+
+# -- helpers shared with embrecall.interactions -----------------------------------------------
+def detect_format(path: Path, format: str) -> str:
+    """The concrete format of ``path``: the one given, or one sniffed for ``"auto"``."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if format != "auto":
+        return format
+    if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
+        return "parquet"
+    with _open(path) as f:
+        if f.read(4) == b"PAR1":
+            return "parquet"
+        f.seek(0)
+        first = next((line for line in f if line.strip()), b"")
+    return "movielens_dat" if b"::" in first else "csv"
+
+
+def read_nonempty(path: Path) -> bytes:
+    """The bytes of ``path``; an empty (or blank) file is refused."""
+    with _open(path) as f:
+        data = f.read()
+    if not data.strip():
+        raise InputFormatError(f"{path}: the file is empty")
+    return data
+
+
+def _open(path: Path):
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InputFormatError(f"{path}: is a directory, expected a file") from None
+
+
+def decode_text(
+    data: bytes, encoding: str | None, *, source: str, fallback: str | None = None
+) -> str:
+    """``data`` decoded as ``encoding`` (default UTF-8, a leading BOM dropped).
+
+    With no ``encoding`` and a ``fallback``, bytes that are not UTF-8 are decoded as
+    ``fallback`` instead. Undecodable bytes raise :class:`InputFormatError` naming the line.
+    """
+    if encoding is None and fallback is not None:
+        try:
+            return decode_text(data, None, source=source)
+        except InputFormatError:
+            return decode_text(data, fallback, source=source)
+    name = encoding or "utf-8"
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise InputFormatError(f"{source}: unknown encoding {name!r}") from None
+    if _is_utf8(name) and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        return data.decode(name)
+    except UnicodeDecodeError as exc:
+        raise encoding_error(source, name, data, exc.start, given=encoding is not None) from None
+
+
+def encoding_error(
+    source: str, encoding: str, data: bytes | None, pos: int | None, *, given: bool
+) -> InputFormatError:
+    """The error for text that is not valid in ``encoding``, naming the line when known."""
+    where = ""
+    if data is not None and pos is not None:
+        line = data.count(b"\n", 0, pos) + 1
+        where = f" at line {line} (byte 0x{data[pos]:02x})"
+    hint = (
+        "pass the file's encoding with encoding=..."
+        if given
+        else "pass the file's encoding, e.g. encoding='iso-8859-1'"
+    )
+    return InputFormatError(f"{source}: the text is not valid {encoding}{where}; {hint}")
+
+
+def _is_utf8(encoding: str | None) -> bool:
+    return encoding is None or codecs.lookup(encoding).name == "utf-8"
+
+
+def parse_header(text: str, *, source: str) -> tuple[list[str], str]:
+    """Column names of a CSV's first non-blank line, and its delimiter (comma, else tab)."""
+    first = next((line for line in text.splitlines() if line.strip()), None)
+    if first is None:
+        raise InputFormatError(f"{source}: the file is empty")
+    delimiter = "\t" if "\t" in first and "," not in first else ","
+    return next(csv.reader([first], delimiter=delimiter)), delimiter
+
+
+def pick_column(
+    columns: Sequence[str],
+    wanted: str | None,
+    candidates: Sequence[str],
+    *,
+    what: str,
+    source: str,
+    default_first: bool = False,
+    required: bool = True,
+) -> str | None:
+    """The column named ``wanted``, else the first of ``candidates`` present (any case).
+
+    A ``wanted`` column that is missing raises naming it and the columns found; with no match
+    among the candidates, the first column (``default_first``), ``None`` (not ``required``) or
+    an error.
+    """
+    found = ", ".join(repr(c) for c in columns)
+    if wanted is not None:
+        if wanted not in columns:
+            raise InputFormatError(f"{source}: no {what} column {wanted!r}; columns: {found}")
+        return wanted
+    folded = {_fold(c): c for c in reversed(list(columns))}  # the first of equal folds wins
+    for cand in candidates:
+        if _fold(cand) in folded:
+            return folded[_fold(cand)]
+    if default_first and columns:
+        return columns[0]
+    if not required:
+        return None
+    raise InputFormatError(
+        f"{source}: no {what} column (looked for {', '.join(candidates)}); columns: {found}; "
+        f"name it with {what.split()[0]}_column="
+    )
+
+
+def _fold(name: str) -> str:
+    return name.replace("_", "").lower()
+
+
+def read_csv_table(
+    source_data: bytes | Path,
+    *,
+    source: str,
+    delimiter: str = ",",
+    column_types: dict[str, pa.DataType] | None = None,
+    include_columns: Sequence[str] | None = None,
+    column_names: Sequence[str] | None = None,
+    encoding: str | None = None,
+    block_size: int | None = None,
+    quoting: bool = True,
+) -> pa.Table:
+    """A CSV read by pyarrow; only empty cells are null, so a title "NA" stays text."""
+    if encoding is not None:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise InputFormatError(f"{source}: unknown encoding {encoding!r}") from None
+    read_opts = pa_csv.ReadOptions(
+        column_names=list(column_names) if column_names else None,
+        encoding="utf8" if _is_utf8(encoding) else encoding,
+        **({"block_size": block_size} if block_size else {}),
+    )
+    parse_opts = pa_csv.ParseOptions(
+        delimiter=delimiter, quote_char='"' if quoting else False, ignore_empty_lines=True
+    )
+    convert_opts = pa_csv.ConvertOptions(
+        column_types=column_types or {},
+        include_columns=list(include_columns) if include_columns else None,
+        null_values=[""],
+        strings_can_be_null=True,
+    )
+    stream = pa.BufferReader(source_data) if isinstance(source_data, bytes) else str(source_data)
+    try:
+        return pa_csv.read_csv(
+            stream, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts
+        )
+    except UnicodeDecodeError as exc:  # raised by the codec when pyarrow transcodes
+        raise encoding_error(source, encoding, None, None, given=True) from exc
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        message = str(exc)
+        if "invalid UTF8" in message:
+            name = encoding or "utf-8"
+            raise encoding_error(source, name, None, None, given=encoding is not None) from exc
+        raise InputFormatError(f"{source}: {message}") from exc
+
+
+def read_parquet_table(
+    path: Path, *, source: str, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """A parquet file, or a directory of them, as one table; unreadable input is refused."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    try:
+        dataset = pa_ds.dataset(str(path), format="parquet")
+        if columns is not None:
+            missing = [c for c in columns if c not in dataset.schema.names]
+            if missing:
+                raise InputFormatError(
+                    f"{source}: no column {missing[0]!r}; columns: "
+                    f"{', '.join(repr(c) for c in dataset.schema.names)}"
+                )
+        table = dataset.to_table(columns=list(columns) if columns is not None else None)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputFormatError(f"{source}: not a readable parquet file ({exc})") from exc
+    if table.num_rows == 0:
+        raise InputFormatError(f"{source}: the file has no rows")
+    # Schema metadata of the first file survives dataset reads only partly; reread it.
+    if path.is_file():
+        table = table.replace_schema_metadata(pq.read_schema(str(path)).metadata)
+    return table
+
+
+class CsvLines:
+    """Maps a data row (0-based, as pyarrow counts them) to its 1-based line in the file.
+
+    pyarrow skips blank lines, so the row number alone can be off; the newline scan runs only
+    when an error needs a line number.
+    """
+
+    def __init__(self, data: bytes | Path, *, header_lines: int) -> None:
+        self._data = data
+        self._header_lines = header_lines
+        self._lines: np.ndarray | None = None
+
+    def __call__(self, row: int) -> int:
+        if self._lines is None:
+            data = self._data if isinstance(self._data, bytes) else Path(self._data).read_bytes()
+            buf = np.frombuffer(data, dtype=np.uint8)
+            ends = np.append(np.flatnonzero(buf == 10), len(buf))
+            starts = np.concatenate(([0], ends[:-1] + 1))
+            length = ends - starts
+            has_cr = (length > 0) & (buf[np.maximum(ends - 1, 0)] == 13)
+            self._lines = np.flatnonzero(length - has_cr > 0) + 1
+        return int(self._lines[self._header_lines + row])
+
+
+def ids_from_text(
+    column: pa.ChunkedArray | pa.Array, *, what: str, source: str, line_of_row
+) -> np.ndarray:
+    """Text ids as int64 when each is a canonical integer, else an object array of ``str``.
+
+    "007" or "+7" keep every id a string, so zero-padded codes are never merged.
+    """
+    column = _refuse_nulls(column, what=what, source=source, line_of_row=line_of_row)
+    try:
+        ints = pc.cast(column, pa.int64())
+    except pa.ArrowInvalid:
+        return column.to_numpy(zero_copy_only=False)
+    padded = pc.or_(
+        pc.and_(pc.starts_with(column, "0"), pc.greater(pc.binary_length(column), 1)),
+        pc.starts_with(column, "-0"),
+    )
+    if pc.any(padded).as_py():
+        return column.to_numpy(zero_copy_only=False)
+    return ints.to_numpy()
+
+
+def ids_from_typed(column: pa.ChunkedArray, *, what: str, source: str) -> np.ndarray:
+    """Ids from a typed (parquet) column: integers become int64, strings stay strings."""
+    column = _refuse_nulls(column, what=what, source=source, line_of_row=lambda r: f"row {r + 1}")
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if pa.types.is_large_string(column.type) or pa.types.is_string_view(column.type):
+        column = column.cast(pa.string())
+    if not (
+        pa.types.is_integer(column.type)
+        or pa.types.is_string(column.type)
+        or pa.types.is_floating(column.type)
+    ):
+        raise InputFormatError(
+            f"{source}: {what} has type {column.type}; expected integers or text"
+        )
+    return to_id_array(column.to_numpy(zero_copy_only=False), source=source)
+
+
+def to_id_array(values: np.ndarray, *, source: str) -> np.ndarray:
+    """:func:`normalise_ids`, refusing a mix of integers and strings with a clear message.
+
+    (``normalise_ids`` itself fails on such a mix with a bare ``StopIteration``.)
+    """
+    if values.dtype == object and pd.api.types.infer_dtype(values) == "mixed-integer":
+        kinds = {type(v).__name__ for v in values.tolist()}
+        raise InputFormatError(
+            f"{source}: ids must be all integers or all strings, found {', '.join(sorted(kinds))}"
+        )
+    return normalise_ids(values, source=source)
+
+
+def _refuse_nulls(column, *, what: str, source: str, line_of_row):
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputFormatError(f"{source}: {_place(line_of_row(row))}: empty {what}")
+    return column
+
+
+def _place(where: int | str) -> str:
+    return f"line {where}" if isinstance(where, int) else str(where)
+
+
+def _text_to_int64(ids: np.ndarray, *, source: str) -> np.ndarray:
+    """String ids as int64; the first that is not decimal integer text raises.
+
+    A Python pass, not an Arrow cast: Arrow also takes hex ("0x1f"), which no one means here.
+    """
+    values = [int64_or_none(v) for v in ids]
+    if None in values:
+        bad = ids[values.index(None)]
+        raise InputFormatError(
+            f"{source}: catalog id {bad!r} is not an integer (the embeddings have integer ids)"
+        )
+    return np.array(values, dtype=np.int64)
+
+
+def int64_or_none(text: str) -> int | None:
+    """Decimal integer text (sign and surrounding spaces allowed) as an int64 value, else
+    ``None``."""
+    text = text.strip()
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    value = int(text)
+    return value if _INT64_MIN <= value <= _INT64_MAX else None
+
+
+def _duplicate_error(
+    ids: np.ndarray, index: pd.Index, source: str, line_of_row
+) -> DuplicateIdError:
+    dup_rows = np.flatnonzero(index.duplicated(keep=False))
+    first = ids[dup_rows[0]]
+    rows = dup_rows[ids[dup_rows] == first][:2]
+    value = first.item() if isinstance(first, np.generic) else first
+    if line_of_row is None:
+        where = f"rows {int(rows[0]) + 1} and {int(rows[1]) + 1}"
+    else:
+        where = f"{_place(line_of_row(int(rows[0])))} and {_place(line_of_row(int(rows[1])))}"
+    return DuplicateIdError(f"{source}: duplicate id {value!r} at {where}")
+
+
+def _lookup_key(value: object, kind: IdKind) -> int | str | None:
+    """A lookup id as ``kind``, or ``None`` when it cannot be one (it then has no metadata)."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value) if kind == "int" else str(int(value))
+    if isinstance(value, str):
+        return value if kind == "str" else int64_or_none(value)
+    return None
+
+
+def json_safe(value: object) -> JsonValue:
+    """``value`` as something ``json.dumps`` writes as standard JSON."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return json_safe(float(value))
+    if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, _dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [json_safe(v) for v in value]
+    if value is pd.NA or value is pd.NaT:
+        return None
+    return str(value)
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
