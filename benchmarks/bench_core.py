@@ -41,7 +41,11 @@ def synthetic(n_items: int, n_users: int, dim: int, seed: int = 0):
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
     ms = np.array(samples_s) * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean())}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "mean_ms": float(ms.mean()),
+    }
 
 
 def time_calls(fn, args_list) -> list[float]:
@@ -67,10 +71,16 @@ def run(n_items: int, n_users: int, dim: int, k: int, queries: int, seen_per_use
         import pandas as pd
 
         ratings = tmp / "ratings.csv"
-        pd.DataFrame({"userId": np.repeat(user_ids, seen_per_user), "movieId": item_ids[seen.ravel()]}).to_csv(ratings, index=False)
+        pd.DataFrame(
+            {"userId": np.repeat(user_ids, seen_per_user), "movieId": item_ids[seen.ravel()]}
+        ).to_csv(ratings, index=False)
         t0 = time.perf_counter()
-        rec = Recommender.build(Embeddings(item_ids, items_v), Embeddings(user_ids, users_v),
-                                interactions=embrecall.read_interactions(ratings), progress=False)
+        rec = Recommender.build(
+            Embeddings(item_ids, items_v),
+            Embeddings(user_ids, users_v),
+            interactions=embrecall.read_interactions(ratings),
+            progress=False,
+        )
         build_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         rec.save(tmp / "artifact")
@@ -101,27 +111,53 @@ def run(n_items: int, n_users: int, dim: int, k: int, queries: int, seen_per_use
         shutil.rmtree(tmp, ignore_errors=True)
 
     result = {
-        "items": n_items, "users": n_users, "dim": dim, "k": k, "queries": queries, "seen_per_user": seen_per_user,
-        "build_s": build_s, "save_s": save_s, "load_verify_s": load_s, "artifact_bytes": size,
+        "items": n_items,
+        "users": n_users,
+        "dim": dim,
+        "k": k,
+        "queries": queries,
+        "seen_per_user": seen_per_user,
+        "build_s": build_s,
+        "save_s": save_s,
+        "load_verify_s": load_s,
+        "artifact_bytes": size,
         "embrecall_recommend": percentiles(ours),
         "raw_faiss_no_exclusion": percentiles(raw_plain),
         "raw_faiss_idselector": percentiles(raw_sel),
     }
-    result["overhead_vs_raw_idselector_p50"] = result["embrecall_recommend"]["p50_ms"] / result["raw_faiss_idselector"]["p50_ms"]
+    result["overhead_vs_raw_idselector_p50"] = (
+        result["embrecall_recommend"]["p50_ms"] / result["raw_faiss_idselector"]["p50_ms"]
+    )
     return result
 
 
 def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    with open("/proc/cpuinfo") as f:
+        cpuinfo = f.read().splitlines()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+        platform.processor(),
+    )
     import os
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "faiss": faiss.__version__,
-            "embrecall": embrecall.__version__, "faiss_threads": faiss.omp_get_max_threads()}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+        "embrecall": embrecall.__version__,
+        "faiss_threads": faiss.omp_get_max_threads(),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, action="append", help="item count (repeatable; default 100000 and 1000000)")
+    parser.add_argument(
+        "--items",
+        type=int,
+        action="append",
+        help="item count (repeatable; default 100000 and 1000000)",
+    )
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("-k", type=int, default=30)
@@ -132,12 +168,20 @@ def main() -> None:
     for n in args.items or [100_000, 1_000_000]:
         r = run(n, args.users, args.dim, args.k, args.queries, args.seen)
         report["runs"].append(r)
-        print(f"\n{n:,} items x {args.dim}, Flat (exact), k={args.k}, {args.seen} seen items excluded")
-        print(f"  build {r['build_s']:.2f}s  save {r['save_s']:.2f}s  load+verify {r['load_verify_s']:.2f}s  artifact {r['artifact_bytes']/1e6:.0f} MB")
+        print(
+            f"\n{n:,} items x {args.dim}, Flat (exact), k={args.k}, {args.seen} seen items excluded"
+        )
+        print(
+            f"  build {r['build_s']:.2f}s  save {r['save_s']:.2f}s  "
+            f"load+verify {r['load_verify_s']:.2f}s  artifact {r['artifact_bytes'] / 1e6:.0f} MB"
+        )
         for name in ("embrecall_recommend", "raw_faiss_idselector", "raw_faiss_no_exclusion"):
             p = r[name]
             print(f"  {name:<24} p50 {p['p50_ms']:7.3f} ms  p99 {p['p99_ms']:7.3f} ms")
-        print(f"  overhead vs raw faiss with the same IDSelector (p50): {r['overhead_vs_raw_idselector_p50']:.2f}x")
+        print(
+            "  overhead vs raw faiss with the same IDSelector (p50): "
+            f"{r['overhead_vs_raw_idselector_p50']:.2f}x"
+        )
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {RESULTS}")

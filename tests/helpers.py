@@ -13,7 +13,16 @@ from embrecall.embeddings import Embeddings
 from embrecall.interactions import read_interactions
 from embrecall.recommender import Recommender
 
-GENRES = ["Sci-Fi", "Romance", "Horror", "Comedy", "Animation", "Western", "Documentary", "Thriller"]
+GENRES = [
+    "Sci-Fi",
+    "Romance",
+    "Horror",
+    "Comedy",
+    "Animation",
+    "Western",
+    "Documentary",
+    "Thriller",
+]
 
 
 def small_world(tmp: Path, *, string_ids: bool = False, seed: int = 0):
@@ -24,35 +33,51 @@ def small_world(tmp: Path, *, string_ids: bool = False, seed: int = 0):
     """
     vectors, labels, centres = planted_clusters(n=500, dim=16, clusters=8, seed=seed)
     rng = np.random.default_rng(seed + 1)
-    item_ids = (np.arange(500) * 7 + 3) if not string_ids else np.array([f"item-{i:04d}" for i in range(500)])
+    item_ids = (
+        (np.arange(500) * 7 + 3)
+        if not string_ids
+        else np.array([f"item-{i:04d}" for i in range(500)])
+    )
     fav = rng.integers(0, 8, 60)
     user_vectors = (1.5 * centres[fav] + 0.1 * rng.standard_normal((60, 16))).astype(np.float32)
-    user_ids = np.arange(1000, 1060) if not string_ids else np.array([f"user-{u}" for u in range(60)])
+    user_ids = (
+        np.arange(1000, 1060) if not string_ids else np.array([f"user-{u}" for u in range(60)])
+    )
     items = Embeddings(item_ids, vectors, source="items")
     users = Embeddings(user_ids, user_vectors, source="users")
-    catalog = pd.DataFrame({
-        "id": item_ids,
-        "title": [f"Movie {i}, The ({1950 + i % 70})" for i in range(500)],
-        "genres": [GENRES[g] for g in labels],
-    })
+    catalog = pd.DataFrame(
+        {
+            "id": item_ids,
+            "title": [f"Movie {i}, The ({1950 + i % 70})" for i in range(500)],
+            "genres": [GENRES[g] for g in labels],
+        }
+    )
     catalog_path = tmp / "catalog.csv"
     catalog.to_csv(catalog_path, index=False)
     seen_rows = [rng.choice(np.flatnonzero(labels == fav[u]), 20, replace=False) for u in range(60)]
-    ratings = pd.DataFrame({
-        "userId": np.repeat(user_ids, 20),
-        "movieId": np.concatenate([item_ids[r] for r in seen_rows]),
-        "rating": 4.0,
-        "timestamp": 1_500_000_000,
-    })
+    ratings = pd.DataFrame(
+        {
+            "userId": np.repeat(user_ids, 20),
+            "movieId": np.concatenate([item_ids[r] for r in seen_rows]),
+            "rating": 4.0,
+            "timestamp": 1_500_000_000,
+        }
+    )
     ratings_path = tmp / "ratings.csv"
     ratings.to_csv(ratings_path, index=False)
     favourite = {u.item() if hasattr(u, "item") else u: int(f) for u, f in zip(user_ids, fav)}
     return items, users, catalog_path, ratings_path, favourite, labels
 
 
-def build_small(tmp: Path, *, string_ids: bool = False, index: str | None = None, **kwargs) -> Recommender:
+def build_small(
+    tmp: Path, *, string_ids: bool = False, index: str | None = None, **kwargs
+) -> Recommender:
     items, users, catalog_path, ratings_path, _, _ = small_world(tmp, string_ids=string_ids)
     return Recommender.build(
-        items, users, catalog=read_catalog(catalog_path), interactions=read_interactions(ratings_path),
-        index=index, **kwargs,
+        items,
+        users,
+        catalog=read_catalog(catalog_path),
+        interactions=read_interactions(ratings_path),
+        index=index,
+        **kwargs,
     )

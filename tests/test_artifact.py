@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import build_small
 
 import embrecall
 from embrecall.artifact import FORMAT_VERSION, load_artifact, save_artifact
 from embrecall.errors import ArtifactError
+from helpers import build_small
 
 FIXTURE_V1 = Path(__file__).parent / "fixtures" / "artifact-v1"
 
@@ -20,7 +20,9 @@ FIXTURE_V1 = Path(__file__).parent / "fixtures" / "artifact-v1"
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("art")
-    rec = build_small(tmp, index={"recommend": "Flat", "similar_items": "HNSW16", "similar_users": "Flat"})
+    rec = build_small(
+        tmp, index={"recommend": "Flat", "similar_items": "HNSW16", "similar_users": "Flat"}
+    )
     path = tmp / "artifact"
     rec.save(path)
     return rec, path
@@ -36,24 +38,39 @@ def test_round_trip_answers_identically(saved):
     rec, path = saved
     loaded = embrecall.load(path)
     users = list(rec.users.ids[:5])
-    for method, query in (("recommend", users), ("similar_users", users), ("similar_items", list(rec.items.ids[:5]))):
+    for method, query in (
+        ("recommend", users),
+        ("similar_users", users),
+        ("similar_items", list(rec.items.ids[:5])),
+    ):
         a_ids, a_scores = getattr(rec, method)(query, k=12)
         b_ids, b_scores = getattr(loaded, method)(query, k=12)
         assert a_ids.tolist() == b_ids.tolist()
         np.testing.assert_allclose(a_scores, b_scores)
-    assert loaded.results(*loaded.recommend(users[0], k=2))[0]["title"] == rec.results(*rec.recommend(users[0], k=2))[0]["title"]
+    assert (
+        loaded.results(*loaded.recommend(users[0], k=2))[0]["title"]
+        == rec.results(*rec.recommend(users[0], k=2))[0]["title"]
+    )
     assert loaded.seen_items(users[0]).tolist() == rec.seen_items(users[0]).tolist()
 
 
 def test_manifest_describes_everything(saved):
     _, path = saved
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == FORMAT_VERSION and manifest["embrecall_version"] == embrecall.__version__
+    assert (
+        manifest["format_version"] == FORMAT_VERSION
+        and manifest["embrecall_version"] == embrecall.__version__
+    )
     assert manifest["spaces"]["items"] | {} and manifest["spaces"]["items"]["count"] == 500
     assert manifest["queries"]["recommend"]["metric"] == "ip"
     assert manifest["queries"]["similar_items"]["metric"] == "cosine"
-    assert manifest["indexes"][manifest["queries"]["similar_items"]["index"]]["kind"] == "IndexHNSWFlat"
-    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert (
+        manifest["indexes"][manifest["queries"]["similar_items"]["index"]]["kind"]
+        == "IndexHNSWFlat"
+    )
+    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {
+        "manifest.json"
+    }
     assert set(manifest["files"]) == on_disk
     assert all(len(meta["sha256"]) == 64 for meta in manifest["files"].values())
     assert "created_at" in manifest
@@ -76,7 +93,9 @@ def test_truncated_file_is_refused(saved, tmp_path):
         load_artifact(path)
 
 
-@pytest.mark.parametrize("rel", ["indexes", "items/ids.npy", "catalog.parquet", "seen/item_rows.npy"])
+@pytest.mark.parametrize(
+    "rel", ["indexes", "items/ids.npy", "catalog.parquet", "seen/item_rows.npy"]
+)
 def test_bit_flip_is_refused(saved, tmp_path, rel):
     path = _copy(saved, tmp_path)
     target = path / rel
@@ -94,7 +113,9 @@ def test_wrong_format_version_is_refused(saved, tmp_path):
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["format_version"] = FORMAT_VERSION + 1
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="format version 2, this embrecall reads version 1; upgrade"):
+    with pytest.raises(
+        ArtifactError, match="format version 2, this embrecall reads version 1; upgrade"
+    ):
         load_artifact(path)
 
 
@@ -165,4 +186,7 @@ def test_version_1_fixture_still_loads_and_answers():
         ids, scores = getattr(rec, query["method"])(query["id"], k=query["k"])
         assert ids.tolist() == query["ids"]
         np.testing.assert_allclose(scores, query["scores"], rtol=1e-5)
-    assert rec.results(*rec.recommend(expected[0]["id"], k=1))[0]["title"] == expected[0]["first_title"]
+    assert (
+        rec.results(*rec.recommend(expected[0]["id"], k=1))[0]["title"]
+        == expected[0]["first_title"]
+    )

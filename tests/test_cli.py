@@ -21,8 +21,22 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def artifact(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("out") / "artifact"
-    code = main(["build", "--items", str(data.items), "--users", str(data.users), "--catalog", str(data.catalog),
-                 "--interactions", str(data.interactions), "--out", str(out), "-q"])
+    code = main(
+        [
+            "build",
+            "--items",
+            str(data.items),
+            "--users",
+            str(data.users),
+            "--catalog",
+            str(data.catalog),
+            "--interactions",
+            str(data.interactions),
+            "--out",
+            str(out),
+            "-q",
+        ]
+    )
     assert code == 0
     return out
 
@@ -34,7 +48,9 @@ def _json(capsys, argv):
 
 def test_recommend_json_shape_and_seen_excluded(artifact, data, capsys):
     out = _json(capsys, ["recommend", str(artifact), "1", "-k", "30", "--json"])
-    assert out["query"] == "recommend" and out["id"] == 1 and out["k"] == 30 and out["metric"] == "ip"
+    assert (
+        out["query"] == "recommend" and out["id"] == 1 and out["k"] == 30 and out["metric"] == "ip"
+    )
     assert len(out["results"]) == 30
     assert set(out["results"][0]) == {"id", "score", "title", "genres"}
     scores = [r["score"] for r in out["results"]]
@@ -44,16 +60,31 @@ def test_recommend_json_shape_and_seen_excluded(artifact, data, capsys):
     ratings = pd.read_csv(data.interactions)
     seen = set(ratings.loc[ratings.userId == 1, "movieId"])
     assert not seen & {r["id"] for r in out["results"]}
-    with_seen = _json(capsys, ["recommend", str(artifact), "1", "-k", "30", "--json", "--include-seen"])
+    with_seen = _json(
+        capsys, ["recommend", str(artifact), "1", "-k", "30", "--json", "--include-seen"]
+    )
     assert seen & {r["id"] for r in with_seen["results"]}
 
 
 def test_similar_commands_and_exclude(artifact, capsys):
-    items = _json(capsys, ["similar-items", str(artifact), str(_first_item(artifact)), "-k", "5", "--json"])
+    items = _json(
+        capsys, ["similar-items", str(artifact), str(_first_item(artifact)), "-k", "5", "--json"]
+    )
     ids = [r["id"] for r in items["results"]]
     assert len(ids) == 5 and _first_item(artifact) not in ids and items["metric"] == "cosine"
-    fewer = _json(capsys, ["similar-items", str(artifact), str(_first_item(artifact)), "-k", "5", "--json",
-                           "--exclude", f"{ids[0]},{ids[1]}"])
+    fewer = _json(
+        capsys,
+        [
+            "similar-items",
+            str(artifact),
+            str(_first_item(artifact)),
+            "-k",
+            "5",
+            "--json",
+            "--exclude",
+            f"{ids[0]},{ids[1]}",
+        ],
+    )
     assert not {ids[0], ids[1]} & {r["id"] for r in fewer["results"]} and len(fewer["results"]) == 5
     users = _json(capsys, ["similar-users", str(artifact), "2", "-k", "4", "--json"])
     assert len(users["results"]) == 4 and 2 not in [r["id"] for r in users["results"]]
@@ -77,12 +108,41 @@ def test_inspect(artifact, capsys):
 
 def test_build_with_ann_index_and_metric_override(data, tmp_path, capsys):
     out = tmp_path / "ann"
-    assert main(["build", "--items", str(data.items), "--users", str(data.users), "--out", str(out), "-q",
-                 "--similar-items-index", "HNSW16", "--similar-users-metric", "l2"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--items",
+                str(data.items),
+                "--users",
+                str(data.users),
+                "--out",
+                str(out),
+                "-q",
+                "--similar-items-index",
+                "HNSW16",
+                "--similar-users-metric",
+                "l2",
+            ]
+        )
+        == 0
+    )
     info = _json(capsys, ["inspect", str(out), "--json"])
     assert info["queries"]["similar_items"]["kind"] == "IndexHNSWFlat"
     assert info["queries"]["similar_users"]["metric"] == "l2"
-    params = _json(capsys, ["similar-items", str(out), str(_first_item(out)), "-k", "3", "--json", "--ef-search", "200"])
+    params = _json(
+        capsys,
+        [
+            "similar-items",
+            str(out),
+            str(_first_item(out)),
+            "-k",
+            "3",
+            "--json",
+            "--ef-search",
+            "200",
+        ],
+    )
     assert len(params["results"]) == 3
 
 
@@ -98,7 +158,9 @@ def test_build_with_ann_index_and_metric_override(data, tmp_path, capsys):
 )
 def test_bad_input_gives_one_line_and_nonzero_exit(artifact, tmp_path, argv, message):
     argv = [a.format(a=artifact, t=tmp_path) for a in argv]
-    proc = subprocess.run([sys.executable, "-m", "embrecall", *argv], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "embrecall", *argv], capture_output=True, text=True
+    )
     assert proc.returncode != 0
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
@@ -118,7 +180,21 @@ def test_build_skips_bad_rows_on_request(data, tmp_path, capsys):
     bad.write_text("\n".join(lines) + "\n")
     assert main(["build", "--items", str(bad), "--out", str(tmp_path / "a"), "-q"]) == 1
     assert "line 4" in capsys.readouterr().err
-    assert main(["build", "--items", str(bad), "--out", str(tmp_path / "b"), "-q", "--on-bad-row", "skip"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "--items",
+                str(bad),
+                "--out",
+                str(tmp_path / "b"),
+                "-q",
+                "--on-bad-row",
+                "skip",
+            ]
+        )
+        == 0
+    )
     assert "skipped 1 bad items rows (lines 4)" in capsys.readouterr().err
 
 

@@ -12,7 +12,11 @@ def test_demo_runs_and_a_fan_gets_their_genre(tmp_path):
     lines: list[str] = []
     rec = run_demo(out_dir=tmp_path, emit=lines.append)
     text = "\n".join(lines)
-    assert "Top 10 recommendations" in text and "Movies most like" in text and "Users most like" in text
+    assert (
+        "Top 10 recommendations" in text
+        and "Movies most like" in text
+        and "Users most like" in text
+    )
     assert (tmp_path / "artifact" / "manifest.json").exists()
     favourites = write_demo_data(tmp_path / "again").favourite_genre  # same seed, same truth
     shares = []
@@ -29,7 +33,9 @@ def test_demo_data_is_seeded_and_movielens_shaped(tmp_path):
     assert a.items.read_text() == b.items.read_text()
     header = a.catalog.read_text().splitlines()[0]
     assert header == "movieId,title,genres"
-    assert any(line.split(",", 1)[1].startswith('"') and ', The (' in line
-               for line in a.catalog.read_text().splitlines())  # quoted titles with commas
-    assert a.items.read_text().startswith('id,features\n') and '"[' in a.items.read_text()
+    assert any(
+        line.split(",", 1)[1].startswith('"') and ", The (" in line
+        for line in a.catalog.read_text().splitlines()
+    )  # quoted titles with commas
+    assert a.items.read_text().startswith("id,features\n") and '"[' in a.items.read_text()
     assert set(a.favourite_genre.values()) <= set(GENRES)

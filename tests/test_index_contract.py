@@ -28,11 +28,17 @@ K = 10
 
 
 def _recall(got: np.ndarray, truth: np.ndarray) -> float:
-    hits = [len(set(g[g >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for g, t in zip(got, truth)]
+    hits = [
+        len(set(g[g >= 0]) & set(t[t >= 0])) / max(1, (t >= 0).sum()) for g, t in zip(got, truth)
+    ]
     return float(np.mean(hits))
 
 
-@pytest.fixture(scope="module", params=[(s, m) for s, _, _ in KINDS for m in METRICS], ids=lambda p: f"{p[0]}-{p[1]}")
+@pytest.fixture(
+    scope="module",
+    params=[(s, m) for s, _, _ in KINDS for m in METRICS],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def built(request, clusters):
     spec, metric = request.param
     vectors = clusters[0]
@@ -70,7 +76,10 @@ def test_exclusions_never_returned_and_k_still_returned(built):
     queries = vectors[:20]
     exact_top = exact_search(vectors, queries, 50, built[1])[1]
     # Exclude each query's own true neighbourhood: the hardest case for "fetch k then drop".
-    exclude = [np.concatenate([exact_top[i], rng.choice(len(vectors), 100, replace=False)]) for i in range(20)]
+    exclude = [
+        np.concatenate([exact_top[i], rng.choice(len(vectors), 100, replace=False)])
+        for i in range(20)
+    ]
     scores, rows = index.search(queries, K, exclude=exclude)
     for r, e in zip(rows, exclude):
         assert (r >= 0).sum() == K

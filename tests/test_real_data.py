@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
 
 import embrecall
+from conftest import shared_file
 from embrecall.index import exact_search
 
 
@@ -30,8 +30,9 @@ def test_user_1_gets_exactly_k_unseen_movies_matching_exact_ip(movielens_artifac
     assert len(ids) == 30 and not rated & set(ids.tolist())
     seen_rows = rec.items.lookup_rows(sorted(rated))
     row = rec.users.row_of(1)
-    o_scores, o_rows = exact_search(rec.items.vectors, rec.users.vectors[row : row + 1], 30, "ip",
-                                    [seen_rows[seen_rows >= 0]])
+    o_scores, o_rows = exact_search(
+        rec.items.vectors, rec.users.vectors[row : row + 1], 30, "ip", [seen_rows[seen_rows >= 0]]
+    )
     np.testing.assert_allclose(scores, o_scores[0], rtol=1e-5)
     assert ids.tolist() == rec.items.ids[o_rows[0]].tolist()
     titles = [r["title"] for r in rec.results(ids, scores)]

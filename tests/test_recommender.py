@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import GENRES, build_small, small_world
 
 from embrecall.catalog import read_catalog
-from embrecall.errors import DimensionMismatchError, InvalidArgumentError, InvalidVectorError, UnknownIdError
+from embrecall.errors import (
+    DimensionMismatchError,
+    InvalidArgumentError,
+    InvalidVectorError,
+    UnknownIdError,
+)
 from embrecall.index import exact_search
 from embrecall.interactions import read_interactions
 from embrecall.recommender import Recommender
+from helpers import GENRES, build_small, small_world
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world")
     items, users, catalog_path, ratings_path, favourite, labels = small_world(tmp)
-    rec = Recommender.build(items, users, catalog=read_catalog(catalog_path), interactions=read_interactions(ratings_path))
+    rec = Recommender.build(
+        items,
+        users,
+        catalog=read_catalog(catalog_path),
+        interactions=read_interactions(ratings_path),
+    )
     return rec, favourite, labels
 
 
@@ -30,7 +40,9 @@ def test_recommend_excludes_seen_returns_k_and_matches_exact_ip(world):
         assert len(ids) == 30 and not seen & set(ids.tolist())
         row = rec.users.row_of(user)
         seen_rows = rec.items.rows_of(list(seen))
-        o_scores, o_rows = exact_search(rec.items.vectors, rec.users.vectors[row : row + 1], 30, "ip", [seen_rows])
+        o_scores, o_rows = exact_search(
+            rec.items.vectors, rec.users.vectors[row : row + 1], 30, "ip", [seen_rows]
+        )
         np.testing.assert_allclose(scores, o_scores[0], rtol=1e-5)
         assert set(ids.tolist()) == set(rec.items.ids[o_rows[0]].tolist())
 
@@ -52,7 +64,9 @@ def test_exclude_seen_can_be_turned_off_and_exclude_lists_add_to_it(world):
     first = rec.recommend(user, k=5)[0]
     extra = [int(first[0]), int(first[1]), 99999999]  # an unknown id in an exclude list is ignored
     again, _ = rec.recommend(user, k=5, exclude=extra)
-    assert len(again) == 5 and not set(extra) & set(again.tolist()) and not seen & set(again.tolist())
+    assert (
+        len(again) == 5 and not set(extra) & set(again.tolist()) and not seen & set(again.tolist())
+    )
 
 
 def test_similar_items_and_users_exclude_the_query_itself(world):

@@ -61,7 +61,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "ArtifactError", "DimensionMismatchError", "DuplicateIdError", "Embeddings", "EmbrecallError",
-    "InputFormatError", "InvalidArgumentError", "InvalidVectorError", "MissingExtraError",
-    "UnknownIdError", "load", "read_embeddings", "__version__",
+    "ArtifactError",
+    "DimensionMismatchError",
+    "DuplicateIdError",
+    "Embeddings",
+    "EmbrecallError",
+    "InputFormatError",
+    "InvalidArgumentError",
+    "InvalidVectorError",
+    "MissingExtraError",
+    "UnknownIdError",
+    "load",
+    "read_embeddings",
+    "__version__",
 ]

@@ -57,7 +57,9 @@ def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool 
 
     target = Path(path)
     if target.exists() and not overwrite:
-        raise ArtifactError(f"{target} already exists (pass overwrite=True / --force to replace it)")
+        raise ArtifactError(
+            f"{target} already exists (pass overwrite=True / --force to replace it)"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     staging.chmod(0o755)  # mkdtemp makes it private; an artifact is shared with servers
@@ -84,21 +86,28 @@ def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool 
             manifest["indexes"][name] = {**index.describe(), "file": rel}
         for name, kind in rec.query_kinds.items():
             manifest["queries"][name] = {
-                "query_space": kind.query_space, "target_space": kind.target_space,
-                "metric": kind.metric, "spec": kind.spec, "index": kind.index_name,
+                "query_space": kind.query_space,
+                "target_space": kind.target_space,
+                "metric": kind.metric,
+                "spec": kind.spec,
+                "index": kind.index_name,
             }
         if rec.catalog is not None:
             rec.catalog.to_parquet(staging / "catalog.parquet")
             manifest["catalog"] = {
-                "file": "catalog.parquet", "count": len(rec.catalog), "columns": list(rec.catalog.columns),
+                "file": "catalog.parquet",
+                "count": len(rec.catalog),
+                "columns": list(rec.catalog.columns),
             }
         if rec.seen is not None:
             (staging / "seen").mkdir()
             _save_npy(staging / "seen/indptr.npy", rec.seen.indptr)
             _save_npy(staging / "seen/item_rows.npy", rec.seen.item_rows)
             manifest["seen"] = {
-                "indptr": "seen/indptr.npy", "item_rows": "seen/item_rows.npy",
-                "users": int(rec.seen.n_users), "interactions": int(rec.seen.nnz),
+                "indptr": "seen/indptr.npy",
+                "item_rows": "seen/item_rows.npy",
+                "users": int(rec.seen.n_users),
+                "interactions": int(rec.seen.nnz),
             }
         manifest["files"] = {
             rel: {"bytes": (staging / rel).stat().st_size, "sha256": _sha256(staging / rel)}
@@ -119,8 +128,12 @@ def _write_space(root: Path, name: str, emb: Embeddings) -> dict[str, Any]:
     _save_npy(root / name / "ids.npy", ids)
     _save_npy(root / name / "vectors.npy", emb.vectors)
     return {
-        "count": len(emb), "dim": emb.dim, "id_kind": emb.id_kind, "source": emb.source,
-        "ids": f"{name}/ids.npy", "vectors": f"{name}/vectors.npy",
+        "count": len(emb),
+        "dim": emb.dim,
+        "id_kind": emb.id_kind,
+        "source": emb.source,
+        "ids": f"{name}/ids.npy",
+        "vectors": f"{name}/vectors.npy",
     }
 
 
@@ -189,7 +202,9 @@ def verify_artifact(path: str | os.PathLike) -> dict[str, Any]:
                 "(truncated or altered)"
             )
         if _sha256(file) != meta.get("sha256"):
-            raise ArtifactError(f"{root}: {rel} does not match its SHA-256 checksum (altered or corrupt)")
+            raise ArtifactError(
+                f"{root}: {rel} does not match its SHA-256 checksum (altered or corrupt)"
+            )
     return manifest
 
 
@@ -210,18 +225,20 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
 
     def file(rel: str) -> Path:
         if rel not in listed:
-            raise ArtifactError(f"{root}: manifest refers to {rel}, which its file list does not cover")
+            raise ArtifactError(
+                f"{root}: manifest refers to {rel}, which its file list does not cover"
+            )
         return _inside(root, rel)
 
     try:
-        spaces = {
-            name: _read_space(file, name, meta) for name, meta in manifest["spaces"].items()
-        }
+        spaces = {name: _read_space(file, name, meta) for name, meta in manifest["spaces"].items()}
         if "items" not in spaces:
             raise ArtifactError(f"{root}: the manifest has no items space")
         indexes = {}
         for name, meta in manifest["indexes"].items():
-            index = VectorIndex.load(str(file(meta["file"])), meta["metric"], meta["spec"], meta.get("search_params"))
+            index = VectorIndex.load(
+                str(file(meta["file"])), meta["metric"], meta["spec"], meta.get("search_params")
+            )
             if index.ntotal != meta["ntotal"] or index.dim != meta["dim"]:
                 raise ArtifactError(
                     f"{root}: index {name} holds {index.ntotal} x {index.dim}, "
@@ -230,10 +247,20 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
             indexes[name] = index
         kinds = {}
         for name, q in manifest["queries"].items():
-            kinds[name] = QueryKind(name, q["query_space"], q["target_space"], q["metric"], q["spec"],
-                                    indexes[q["index"]].search_params if q["index"] in indexes else {})
+            kinds[name] = QueryKind(
+                name,
+                q["query_space"],
+                q["target_space"],
+                q["metric"],
+                q["spec"],
+                indexes[q["index"]].search_params if q["index"] in indexes else {},
+            )
             target = spaces.get(q["target_space"])
-            if target is None or q["index"] not in indexes or indexes[q["index"]].ntotal != len(target):
+            if (
+                target is None
+                or q["index"] not in indexes
+                or indexes[q["index"]].ntotal != len(target)
+            ):
                 raise ArtifactError(f"{root}: query kind {name} does not match its index and space")
         catalog = None
         if manifest.get("catalog"):
@@ -241,9 +268,12 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
         seen = None
         if manifest.get("seen"):
             seen = SeenItems(
-                _load_npy(file(manifest["seen"]["indptr"])), _load_npy(file(manifest["seen"]["item_rows"]))
+                _load_npy(file(manifest["seen"]["indptr"])),
+                _load_npy(file(manifest["seen"]["item_rows"])),
             )
-            if seen.n_users != len(spaces["users"]) or (seen.nnz and seen.item_rows.max() >= len(spaces["items"])):
+            if seen.n_users != len(spaces["users"]) or (
+                seen.nnz and seen.item_rows.max() >= len(spaces["items"])
+            ):
                 raise ArtifactError(f"{root}: seen-items table does not match the users and items")
     except ArtifactError:
         raise
@@ -255,7 +285,9 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
         "embrecall_version": manifest.get("embrecall_version"),
         "created_at": manifest.get("created_at"),
     }
-    rec = Recommender(spaces["items"], spaces.get("users"), indexes, kinds, catalog=catalog, seen=seen, info=info)
+    rec = Recommender(
+        spaces["items"], spaces.get("users"), indexes, kinds, catalog=catalog, seen=seen, info=info
+    )
     log.info("loaded artifact %s in %.2fs", root, time.perf_counter() - t0)
     return rec
 

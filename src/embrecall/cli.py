@@ -13,7 +13,11 @@ from embrecall import __version__
 from embrecall.errors import EmbrecallError
 
 QUERY_COMMANDS = {
-    "recommend": ("recommend", "USER_ID", "top-k items for a user (seen items excluded when interactions were loaded)"),
+    "recommend": (
+        "recommend",
+        "USER_ID",
+        "top-k items for a user (seen items excluded when interactions were loaded)",
+    ),
     "similar-items": ("similar_items", "ITEM_ID", "items most like an item"),
     "similar-users": ("similar_users", "USER_ID", "users most like a user"),
 }
@@ -42,18 +46,22 @@ def _cmd_build(args: argparse.Namespace) -> int:
     from embrecall.pipeline import build
 
     specs = {
-        name: spec for name, spec in (
+        name: spec
+        for name, spec in (
             ("recommend", args.recommend_index or args.index),
             ("similar_items", args.similar_items_index or args.index),
             ("similar_users", args.similar_users_index or args.index),
-        ) if spec
+        )
+        if spec
     }
     metrics = {
-        name: m for name, m in (
+        name: m
+        for name, m in (
             ("recommend", args.recommend_metric),
             ("similar_items", args.similar_items_metric),
             ("similar_users", args.similar_users_metric),
-        ) if m
+        )
+        if m
     }
     read_options: dict[str, Any] = {"format": args.format, "on_bad_row": args.on_bad_row}
     if args.id_column:
@@ -62,15 +70,25 @@ def _cmd_build(args: argparse.Namespace) -> int:
         read_options["vector_column"] = args.vector_column
     catalog_options = {"id_column": args.catalog_id_column} if args.catalog_id_column else None
     rec = build(
-        args.items, args.users, out=args.out, catalog=args.catalog, interactions=args.interactions,
-        metrics=metrics, index=specs, read_options=read_options, catalog_options=catalog_options,
-        overwrite=args.force, progress=None if not args.quiet else False,
+        args.items,
+        args.users,
+        out=args.out,
+        catalog=args.catalog,
+        interactions=args.interactions,
+        metrics=metrics,
+        index=specs,
+        read_options=read_options,
+        catalog_options=catalog_options,
+        overwrite=args.force,
+        progress=None if not args.quiet else False,
     )
     for name, emb in (("items", rec.items), ("users", rec.users)):
         if emb is not None and emb.skipped:
             lines = ", ".join(str(s.line) for s in emb.skipped[:10])
             more = " ..." if len(emb.skipped) > 10 else ""
-            print(f"skipped {len(emb.skipped)} bad {name} rows (lines {lines}{more})", file=sys.stderr)
+            print(
+                f"skipped {len(emb.skipped)} bad {name} rows (lines {lines}{more})", file=sys.stderr
+            )
     if not args.quiet:
         print(f"wrote {args.out}")
         print(_inspect_text(rec.describe()))
@@ -87,7 +105,11 @@ def _cmd_query(args: argparse.Namespace) -> int:
         kwargs["exclude"] = [x for x in args.exclude.split(",") if x]
     if method == "recommend":
         kwargs["exclude_seen"] = not args.include_seen
-    params = {name: value for name, value in (("nprobe", args.nprobe), ("efSearch", args.ef_search)) if value}
+    params = {
+        name: value
+        for name, value in (("nprobe", args.nprobe), ("efSearch", args.ef_search))
+        if value
+    }
     if params:
         kwargs["params"] = params
     ids, scores = getattr(rec, method)(args.id, **kwargs)
@@ -95,10 +117,19 @@ def _cmd_query(args: argparse.Namespace) -> int:
     results = rec.results(ids, scores, space=space)
     if args.json:
         query = rec.describe()["queries"][method]
-        print(json.dumps({
-            "query": method, "id": _parsed_id(rec, args.id, method), "k": args.k,
-            "metric": query["metric"], "score": query["score"], "results": results,
-        }, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "query": method,
+                    "id": _parsed_id(rec, args.id, method),
+                    "k": args.k,
+                    "metric": query["metric"],
+                    "score": query["score"],
+                    "results": results,
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         from embrecall.display import results_table
 
@@ -117,8 +148,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from embrecall.demo import run_demo
 
-    run_demo(out_dir=args.out_dir, movielens=args.movielens, embeddings=args.embeddings,
-             user_ids=args.user, k=args.k)
+    run_demo(
+        out_dir=args.out_dir,
+        movielens=args.movielens,
+        embeddings=args.embeddings,
+        user_ids=args.user,
+        k=args.k,
+    )
     return 0
 
 
@@ -127,16 +163,28 @@ def _inspect_text(info: dict[str, Any]) -> str:
     lines = []
     if info.get("artifact"):
         lines.append(f"artifact        {info['artifact']}")
-        lines.append(f"format          v{info['format_version']} (embrecall {info['embrecall_version']}, created {info['created_at']})")
+        lines.append(
+            f"format          v{info['format_version']} "
+            f"(embrecall {info['embrecall_version']}, created {info['created_at']})"
+        )
     for name, space in info["spaces"].items():
         lines.append(f"{name:<15} {space['count']} x {space['dim']} ({space['id_kind']} ids)")
     for name, q in info["queries"].items():
         params = ", ".join(f"{k}={v}" for k, v in q["search_params"].items()) or "-"
-        lines.append(f"{name:<15} {q['from']} -> {q['returns']}: {q['metric']} on {q['spec']} ({q['kind']}); params {params}")
+        lines.append(
+            f"{name:<15} {q['from']} -> {q['returns']}: {q['metric']} on {q['spec']} "
+            f"({q['kind']}); params {params}"
+        )
     if info.get("catalog"):
-        lines.append(f"catalog         {info['catalog']['count']} rows: {', '.join(info['catalog']['columns'])}")
+        lines.append(
+            f"catalog         {info['catalog']['count']} rows: "
+            f"{', '.join(info['catalog']['columns'])}"
+        )
     if info.get("seen"):
-        lines.append(f"seen items      {info['seen']['interactions']} interactions of {info['seen']['users']} users")
+        lines.append(
+            f"seen items      {info['seen']['interactions']} interactions "
+            f"of {info['seen']['users']} users"
+        )
     return "\n".join(lines)
 
 
@@ -146,29 +194,50 @@ def _parsed_id(rec, raw: str, method: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="embrecall", description="Real-time embedding recall for recommender systems.")
+    parser = argparse.ArgumentParser(
+        prog="embrecall", description="Real-time embedding recall for recommender systems."
+    )
     parser.add_argument("--version", action="version", version=f"embrecall {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log phase timings to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     b = sub.add_parser("build", help="read embeddings and write an artifact")
-    b.add_argument("--items", required=True, help="item embeddings (Spark CSV, parquet, .npy, word2vec text)")
+    b.add_argument(
+        "--items", required=True, help="item embeddings (Spark CSV, parquet, .npy, word2vec text)"
+    )
     b.add_argument("--users", help="user embeddings, same formats")
-    b.add_argument("--catalog", help="item metadata: MovieLens movies.dat/movies.csv, CSV or parquet")
-    b.add_argument("--interactions", help="who has seen what: MovieLens ratings.csv/ratings.dat, CSV or parquet")
+    b.add_argument(
+        "--catalog", help="item metadata: MovieLens movies.dat/movies.csv, CSV or parquet"
+    )
+    b.add_argument(
+        "--interactions",
+        help="who has seen what: MovieLens ratings.csv/ratings.dat, CSV or parquet",
+    )
     b.add_argument("--out", required=True, help="artifact directory to write")
     b.add_argument("--force", action="store_true", help="replace an existing artifact")
     b.add_argument("--index", help="faiss factory string for every index (default Flat: exact)")
     for name in ("recommend", "similar-items", "similar-users"):
         b.add_argument(f"--{name}-index", help=f"faiss factory string for {name}")
-        b.add_argument(f"--{name}-metric", choices=("ip", "cosine", "l2"), help=f"metric for {name}")
-    b.add_argument("--format", default="auto", choices=("auto", "spark_csv", "parquet", "npy", "word2vec"))
+        b.add_argument(
+            f"--{name}-metric", choices=("ip", "cosine", "l2"), help=f"metric for {name}"
+        )
+    b.add_argument(
+        "--format", default="auto", choices=("auto", "spark_csv", "parquet", "npy", "word2vec")
+    )
     b.add_argument("--id-column", help="id column of the embedding files (default id)")
-    b.add_argument("--vector-column", help="vector column of the embedding files (default features)")
+    b.add_argument(
+        "--vector-column", help="vector column of the embedding files (default features)"
+    )
     b.add_argument("--catalog-id-column", help="id column of the catalog")
-    b.add_argument("--on-bad-row", choices=("raise", "skip"), default="raise",
-                   help="stop at the first bad row (default) or skip and report bad rows")
-    b.add_argument("-q", "--quiet", action="store_true", help="print nothing on success, no progress bar")
+    b.add_argument(
+        "--on-bad-row",
+        choices=("raise", "skip"),
+        default="raise",
+        help="stop at the first bad row (default) or skip and report bad rows",
+    )
+    b.add_argument(
+        "-q", "--quiet", action="store_true", help="print nothing on success, no progress bar"
+    )
     b.set_defaults(run=_cmd_build)
 
     for command, (_, id_name, help_text) in QUERY_COMMANDS.items():
@@ -176,13 +245,19 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("artifact", metavar="ARTIFACT")
         q.add_argument("id", metavar=id_name)
         q.add_argument("-k", type=int, default=30, help="how many results (default 30)")
-        q.add_argument("--json", action="store_true", help="print one JSON object with a results list")
+        q.add_argument(
+            "--json", action="store_true", help="print one JSON object with a results list"
+        )
         q.add_argument("--exclude", help="comma-separated item ids to leave out")
         if command == "recommend":
-            q.add_argument("--include-seen", action="store_true", help="do not exclude the user's seen items")
+            q.add_argument(
+                "--include-seen", action="store_true", help="do not exclude the user's seen items"
+            )
         q.add_argument("--nprobe", type=int, help="IVF lists to visit (approximate indexes)")
         q.add_argument("--ef-search", type=int, help="HNSW efSearch (approximate indexes)")
-        q.add_argument("--no-verify", action="store_true", help="skip checksum verification on load")
+        q.add_argument(
+            "--no-verify", action="store_true", help="skip checksum verification on load"
+        )
         q.set_defaults(run=_cmd_query)
 
     i = sub.add_parser("inspect", help="describe an artifact (verifies its checksums)")
@@ -191,10 +266,16 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--no-verify", action="store_true")
     i.set_defaults(run=_cmd_inspect)
 
-    d = sub.add_parser("demo", help="run the whole flow on built-in data (or on MovieLens + Spark ALS files)")
-    d.add_argument("--out-dir", help="where to write the data and artifact (default: a temporary folder)")
+    d = sub.add_parser(
+        "demo", help="run the whole flow on built-in data (or on MovieLens + Spark ALS files)"
+    )
+    d.add_argument(
+        "--out-dir", help="where to write the data and artifact (default: a temporary folder)"
+    )
     d.add_argument("--movielens", help="a MovieLens folder (movies.csv/.dat, ratings.csv/.dat)")
-    d.add_argument("--embeddings", help="a folder with *user*.csv and *item*.csv Spark ALS embeddings")
+    d.add_argument(
+        "--embeddings", help="a folder with *user*.csv and *item*.csv Spark ALS embeddings"
+    )
     d.add_argument("--user", action="append", help="user id to show (repeatable)")
     d.add_argument("-k", type=int, default=10)
     d.set_defaults(run=_cmd_demo)

@@ -15,18 +15,28 @@ def results_table(results: Sequence[dict[str, Any]], *, score_digits: int = 4) -
     extra = [c for c in results[0] if c not in ("id", "score")]
     header = ["rank", "id", "score", *extra]
     rows = [
-        [str(rank), str(r["id"]), f"{r['score']:.{score_digits}f}", *(_cell(r.get(c)) for c in extra)]
+        [
+            str(rank),
+            str(r["id"]),
+            f"{r['score']:.{score_digits}f}",
+            *(_cell(r.get(c)) for c in extra),
+        ]
         for rank, r in enumerate(results, 1)
     ]
     return table(header, rows, right_aligned={0, 2})
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, right_aligned: set[int] = frozenset()) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, right_aligned: set[int] = frozenset()
+) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.rjust(w) if i in right_aligned else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            c.rjust(w) if i in right_aligned else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths))
         ).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])

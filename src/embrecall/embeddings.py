@@ -111,7 +111,9 @@ class Embeddings:
         return "int" if self.ids.dtype == np.int64 else "str"
 
     def __repr__(self) -> str:
-        return f"Embeddings(n={len(self)}, dim={self.dim}, ids={self.id_kind}, source={self.source!r})"
+        return (
+            f"Embeddings(n={len(self)}, dim={self.dim}, ids={self.id_kind}, source={self.source!r})"
+        )
 
     # -- id <-> row --------------------------------------------------------------------------
     def coerce_id(self, value: object) -> int | str:
@@ -270,7 +272,9 @@ def coerce_id(value: object, kind: IdKind) -> int | str:
         try:
             return int(value.strip())
         except ValueError:
-            raise InputFormatError(f"id {value!r} is not an integer (this index has integer ids)") from None
+            raise InputFormatError(
+                f"id {value!r} is not an integer (this index has integer ids)"
+            ) from None
     raise InputFormatError(f"id {value!r} is not an integer (this index has integer ids)")
 
 

@@ -49,7 +49,7 @@ class MissingExtraError(EmbrecallError, ImportError):
 
 
 def require_extra(module: str, extra: str):
-    """Import ``module`` or raise :class:`MissingExtraError` naming ``pip install embrecall[extra]``."""
+    """Import ``module``, or raise :class:`MissingExtraError` naming the extra to install."""
     import importlib
 
     try:

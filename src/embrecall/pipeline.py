@@ -56,7 +56,11 @@ def build(
     t0 = time.perf_counter()
     opts = dict(read_options or {})
     item_emb = items if isinstance(items, Embeddings) else read_embeddings(items, **opts)
-    user_emb = users if (users is None or isinstance(users, Embeddings)) else read_embeddings(users, **opts)
+    user_emb = (
+        users
+        if (users is None or isinstance(users, Embeddings))
+        else read_embeddings(users, **opts)
+    )
     cat = catalog
     if catalog is not None and not isinstance(catalog, Catalog):
         cat = read_catalog(catalog, **dict(catalog_options or {}))
@@ -65,11 +69,19 @@ def build(
         inter = read_interactions(interactions, **dict(interactions_options or {}))
     t1 = time.perf_counter()
     rec = Recommender.build(
-        item_emb, user_emb, catalog=cat, interactions=inter, metrics=metrics, index=index,
-        search_params=search_params, progress=progress,
+        item_emb,
+        user_emb,
+        catalog=cat,
+        interactions=inter,
+        metrics=metrics,
+        index=index,
+        search_params=search_params,
+        progress=progress,
     )
     t2 = time.perf_counter()
     if out is not None:
         rec.save(out, overwrite=overwrite)
-    log.info("build: read %.2fs, index %.2fs, save %.2fs", t1 - t0, t2 - t1, time.perf_counter() - t2)
+    log.info(
+        "build: read %.2fs, index %.2fs, save %.2fs", t1 - t0, t2 - t1, time.perf_counter() - t2
+    )
     return rec

@@ -63,13 +63,19 @@ def default_query_kinds(
     metrics = {**DEFAULT_METRICS, **(metrics or {})}
     unknown = set(metrics) - set(DEFAULT_METRICS)
     if unknown:
-        raise InvalidArgumentError(f"unknown query kind {sorted(unknown)[0]!r}; known: {', '.join(DEFAULT_METRICS)}")
+        raise InvalidArgumentError(
+            f"unknown query kind {sorted(unknown)[0]!r}; known: {', '.join(DEFAULT_METRICS)}"
+        )
     if isinstance(specs, str) or specs is None:
         specs = dict.fromkeys(DEFAULT_METRICS, specs or "Flat")
     kinds = {}
     for name, (query_space, target_space) in _SPACES.items():
         kinds[name] = QueryKind(
-            name, query_space, target_space, metrics[name], specs.get(name, "Flat"),
+            name,
+            query_space,
+            target_space,
+            metrics[name],
+            specs.get(name, "Flat"),
             dict((search_params or {}).get(name, {})),
         )
     return kinds
@@ -106,7 +112,9 @@ class Recommender:
         self.info = dict(info or {})
         for kind in self.query_kinds.values():
             if kind.index_name not in self.indexes:
-                raise InvalidArgumentError(f"query kind {kind.name} needs index {kind.index_name}, which is missing")
+                raise InvalidArgumentError(
+                    f"query kind {kind.name} needs index {kind.index_name}, which is missing"
+                )
 
     # -- building ----------------------------------------------------------------------------
     @classmethod
@@ -139,7 +147,9 @@ class Recommender:
         """
         kinds = default_query_kinds(metrics, index, search_params)
         if users is None:
-            kinds = {n: k for n, k in kinds.items() if "users" not in (k.query_space, k.target_space)}
+            kinds = {
+                n: k for n, k in kinds.items() if "users" not in (k.query_space, k.target_space)
+            }
         elif users.dim != items.dim:
             raise InvalidArgumentError(
                 f"user vectors have dimension {users.dim}, item vectors {items.dim}: "
@@ -150,8 +160,11 @@ class Recommender:
         for kind in kinds.values():
             if kind.index_name not in indexes:
                 indexes[kind.index_name] = VectorIndex.build(
-                    spaces[kind.target_space].vectors, kind.metric, kind.spec,
-                    search_params=kind.search_params or None, progress=progress,
+                    spaces[kind.target_space].vectors,
+                    kind.metric,
+                    kind.spec,
+                    search_params=kind.search_params or None,
+                    progress=progress,
                 )
         if catalog is not None:
             catalog = catalog.with_id_kind(items.id_kind)
@@ -211,18 +224,26 @@ class Recommender:
         params: Mapping[str, int] | None = None,
     ) -> tuple[Ids, Scores]:
         """Users most like a user id (the user itself excluded)."""
-        return self._similar("similar_users", self._space("users", "similar_users"), user_id, k, exclude, params)
+        return self._similar(
+            "similar_users", self._space("users", "similar_users"), user_id, k, exclude, params
+        )
 
     # -- queries by raw vector ---------------------------------------------------------------
-    def recommend_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+    def recommend_by_vector(
+        self, vector, k: int = 10, *, exclude=None, params=None
+    ) -> tuple[Ids, Scores]:
         """Top-``k`` items for a raw user vector (d,) or a batch (m, d)."""
         return self.search("recommend", vector, k, exclude=exclude, params=params)
 
-    def similar_items_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+    def similar_items_by_vector(
+        self, vector, k: int = 10, *, exclude=None, params=None
+    ) -> tuple[Ids, Scores]:
         """Items closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
         return self.search("similar_items", vector, k, exclude=exclude, params=params)
 
-    def similar_users_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> tuple[Ids, Scores]:
+    def similar_users_by_vector(
+        self, vector, k: int = 10, *, exclude=None, params=None
+    ) -> tuple[Ids, Scores]:
         """Users closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
         return self.search("similar_users", vector, k, exclude=exclude, params=params)
 
@@ -247,7 +268,8 @@ class Recommender:
         """One query's results as ``[{"id", "score", <catalog fields>}]``, best first."""
         id_list = [_py(i) for i in ids]
         meta = (
-            self.catalog.records(id_list) if (self.catalog is not None and space == "items")
+            self.catalog.records(id_list)
+            if (self.catalog is not None and space == "items")
             else [{} for _ in id_list]
         )
         return [{"id": i, "score": float(s), **m} for i, s, m in zip(id_list, scores, meta)]
@@ -263,17 +285,27 @@ class Recommender:
         """Counts, dimensions, metrics, index kinds and parameters, as a JSON-safe dict."""
         spaces = {
             name: {"count": len(e), "dim": e.dim, "id_kind": e.id_kind}
-            for name, e in (("items", self.items), ("users", self.users)) if e is not None
+            for name, e in (("items", self.items), ("users", self.users))
+            if e is not None
         }
         return {
             **self.info,
             "spaces": spaces,
             "queries": {
-                name: {"from": k.query_space, "returns": k.target_space, "index": k.index_name, **self.indexes[k.index_name].describe()}
+                name: {
+                    "from": k.query_space,
+                    "returns": k.target_space,
+                    "index": k.index_name,
+                    **self.indexes[k.index_name].describe(),
+                }
                 for name, k in self.query_kinds.items()
             },
-            "catalog": None if self.catalog is None else {"count": len(self.catalog), "columns": list(self.catalog.columns)},
-            "seen": None if self.seen is None else {"users": int(self.seen.n_users), "interactions": int(self.seen.nnz)},
+            "catalog": None
+            if self.catalog is None
+            else {"count": len(self.catalog), "columns": list(self.catalog.columns)},
+            "seen": None
+            if self.seen is None
+            else {"users": int(self.seen.n_users), "interactions": int(self.seen.nnz)},
         }
 
     # -- internals ---------------------------------------------------------------------------
@@ -283,7 +315,9 @@ class Recommender:
         rows = space.rows_of(ids, what=what)
         kind = self._kind(name)
         excluded = self._exclusions(len(rows), exclude, single, space=kind.target_space)
-        excluded = [np.append(e, r) for e, r in zip(excluded, rows)]  # never return the query itself
+        excluded = [
+            np.append(e, r) for e, r in zip(excluded, rows)
+        ]  # never return the query itself
         return self._run(name, space.vectors[rows], k, excluded, params, single)
 
     def _run(self, name, queries, k, excluded, params, single) -> tuple[Ids, Scores]:
@@ -329,8 +363,12 @@ class Recommender:
             return self.query_kinds[name]
         except KeyError:
             if name in DEFAULT_METRICS:
-                raise InvalidArgumentError(f"{name} needs user embeddings, and none were loaded") from None
-            raise InvalidArgumentError(f"unknown query kind {name!r}; known: {', '.join(self.query_kinds)}") from None
+                raise InvalidArgumentError(
+                    f"{name} needs user embeddings, and none were loaded"
+                ) from None
+            raise InvalidArgumentError(
+                f"unknown query kind {name!r}; known: {', '.join(self.query_kinds)}"
+            ) from None
 
 
 def _as_batch(value) -> tuple[list, bool]:
@@ -351,7 +389,9 @@ def _check_k(k) -> int:
 
 
 def _is_listlike(value) -> bool:
-    return not isinstance(value, (str, bytes)) and isinstance(value, (Sequence, np.ndarray, set, frozenset))
+    return not isinstance(value, (str, bytes)) and isinstance(
+        value, (Sequence, np.ndarray, set, frozenset)
+    )
 
 
 def _known_rows(space: Embeddings, ids: Iterable) -> np.ndarray:

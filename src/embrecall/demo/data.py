@@ -15,24 +15,49 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-GENRES = ("Sci-Fi", "Romance", "Horror", "Comedy", "Animation", "Western", "Documentary", "Thriller")
+GENRES = (
+    "Sci-Fi",
+    "Romance",
+    "Horror",
+    "Comedy",
+    "Animation",
+    "Western",
+    "Documentary",
+    "Thriller",
+)
 _WORDS = {
-    "Sci-Fi": (["Quantum", "Galactic", "Android", "Orbital", "Cyber", "Stellar"],
-               ["Frontier", "Protocol", "Colony", "Nebula", "Signal", "Drift"]),
-    "Romance": (["Paris", "Summer", "Secret", "Sweet", "Moonlit", "Lost"],
-                ["Letters", "Kiss", "Promise", "Wedding", "Heart", "Serenade"]),
-    "Horror": (["Cursed", "Silent", "Hollow", "Bleeding", "Haunted", "Crimson"],
-               ["Attic", "Cellar", "Ritual", "Harvest", "Manor", "Whisper"]),
-    "Comedy": (["Crazy", "Awkward", "Big", "Lucky", "Wild", "Accidental"],
-               ["Weekend", "Roommates", "Road Trip", "Reunion", "Business", "Vacation"]),
-    "Animation": (["Little", "Brave", "Magic", "Tiny", "Flying", "Wandering"],
-                  ["Dragon", "Robot", "Penguin", "Kingdom", "Balloon", "Forest"]),
-    "Western": (["Dusty", "Lonesome", "Iron", "Red", "Last", "Broken"],
-                ["Saddle", "Canyon", "Outlaw", "Frontier Town", "Sheriff", "Trail"]),
-    "Documentary": (["Inside", "Beyond", "Behind", "Deep", "Hidden", "Wild"],
-                    ["Ocean", "Kitchen", "Machine", "Mountain", "Election", "Orchestra"]),
-    "Thriller": (["Deadly", "Final", "Midnight", "Silent", "Double", "Cold"],
-                 ["Witness", "Contract", "Alibi", "Pursuit", "Cipher", "Verdict"]),
+    "Sci-Fi": (
+        ["Quantum", "Galactic", "Android", "Orbital", "Cyber", "Stellar"],
+        ["Frontier", "Protocol", "Colony", "Nebula", "Signal", "Drift"],
+    ),
+    "Romance": (
+        ["Paris", "Summer", "Secret", "Sweet", "Moonlit", "Lost"],
+        ["Letters", "Kiss", "Promise", "Wedding", "Heart", "Serenade"],
+    ),
+    "Horror": (
+        ["Cursed", "Silent", "Hollow", "Bleeding", "Haunted", "Crimson"],
+        ["Attic", "Cellar", "Ritual", "Harvest", "Manor", "Whisper"],
+    ),
+    "Comedy": (
+        ["Crazy", "Awkward", "Big", "Lucky", "Wild", "Accidental"],
+        ["Weekend", "Roommates", "Road Trip", "Reunion", "Business", "Vacation"],
+    ),
+    "Animation": (
+        ["Little", "Brave", "Magic", "Tiny", "Flying", "Wandering"],
+        ["Dragon", "Robot", "Penguin", "Kingdom", "Balloon", "Forest"],
+    ),
+    "Western": (
+        ["Dusty", "Lonesome", "Iron", "Red", "Last", "Broken"],
+        ["Saddle", "Canyon", "Outlaw", "Frontier Town", "Sheriff", "Trail"],
+    ),
+    "Documentary": (
+        ["Inside", "Beyond", "Behind", "Deep", "Hidden", "Wild"],
+        ["Ocean", "Kitchen", "Machine", "Mountain", "Election", "Orchestra"],
+    ),
+    "Thriller": (
+        ["Deadly", "Final", "Midnight", "Silent", "Double", "Cold"],
+        ["Witness", "Contract", "Alibi", "Pursuit", "Cipher", "Verdict"],
+    ),
 }
 
 
@@ -73,7 +98,9 @@ def write_demo_data(
     )
     _write_spark_csv(paths.items, movie_ids, item_vectors)
     _write_spark_csv(paths.users, user_ids, user_vectors)
-    movies.to_csv(paths.catalog, index=False)  # pandas quotes titles holding commas, as MovieLens does
+    movies.to_csv(
+        paths.catalog, index=False
+    )  # pandas quotes titles holding commas, as MovieLens does
     ratings.to_csv(paths.interactions, index=False)
     return paths
 
@@ -136,15 +163,21 @@ def _ratings(rng, users: np.ndarray, items: np.ndarray, movie_ids: np.ndarray) -
         picked = rng.choice(len(movie_ids), count, replace=False, p=p)
         stars = np.clip(np.round(2.5 + 2 * scores[u, picked] / scores[u].max() * 2) / 2, 0.5, 5.0)
         times = np.sort(rng.integers(1_000_000_000, 1_600_000_000, count))
-        rows.append(pd.DataFrame({"userId": u + 1, "movieId": movie_ids[picked], "rating": stars, "timestamp": times}))
+        rows.append(
+            pd.DataFrame(
+                {"userId": u + 1, "movieId": movie_ids[picked], "rating": stars, "timestamp": times}
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
 def _write_spark_csv(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
-    """Exactly what ``model.userFactors.select("id","features").toPandas().to_csv(path, index=False)`` writes."""
+    """Write what Spark users write: `factors.select("id","features").toPandas().to_csv(...)`."""
     features = ["[" + ", ".join(repr(float(x)) for x in row) + "]" for row in vectors]
     pd.DataFrame({"id": ids, "features": features}).to_csv(path, index=False)
 
 
 def _roman(n: int) -> str:
-    return {2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII", 9: "IX"}.get(n, str(n))
+    return {2: "II", 3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII", 9: "IX"}.get(
+        n, str(n)
+    )

@@ -39,14 +39,24 @@ def run_demo(
     """Run the whole flow and ``emit`` readable output; returns the loaded recommender."""
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="embrecall-demo-"))
     if (movielens is None) != (embeddings is None):
-        raise InputFormatError("give both --movielens and --embeddings, or neither for the built-in data")
-    inputs = _real_inputs(Path(movielens), Path(embeddings)) if movielens else _synthetic_inputs(work / "data", emit)
+        raise InputFormatError(
+            "give both --movielens and --embeddings, or neither for the built-in data"
+        )
+    inputs = (
+        _real_inputs(Path(movielens), Path(embeddings))
+        if movielens
+        else _synthetic_inputs(work / "data", emit)
+    )
 
     artifact = work / "artifact"
     emit(f"\nBuilding an artifact from {inputs.items.name} and {inputs.users.name} ...")
     rec = build(
-        inputs.items, inputs.users, catalog=inputs.catalog, interactions=inputs.interactions,
-        out=artifact, overwrite=True,
+        inputs.items,
+        inputs.users,
+        catalog=inputs.catalog,
+        interactions=inputs.interactions,
+        out=artifact,
+        overwrite=True,
     )
     info = rec.describe()
     emit(
@@ -63,8 +73,9 @@ def run_demo(
     _show_similar_items(rec, first_item, k, emit)
     _show_similar_users(rec, users[0], k, inputs.favourite_genre, emit)
     emit(
-        "\nNext: embrecall recommend {a} {u} -k 30   |   embrecall similar-items {a} {i}   |   "
-        "embrecall inspect {a}".format(a=artifact, u=users[0], i=first_item)
+        f"\nNext: embrecall recommend {artifact} {users[0]} -k 30   |   "
+        f"embrecall similar-items {artifact} {first_item}   |   "
+        f"embrecall inspect {artifact}"
     )
     return rec
 
@@ -75,7 +86,8 @@ def _synthetic_inputs(root: Path, emit) -> DemoInputs:
     data = write_demo_data(root)
     emit(
         f"Built-in data: a synthetic MovieLens-shaped catalogue with planted tastes, in {root}\n"
-        f"  {data.items.name}, {data.users.name} (Spark ALS CSV format), {data.catalog.name}, {data.interactions.name}"
+        f"  {data.items.name}, {data.users.name} (Spark ALS CSV format), "
+        f"{data.catalog.name}, {data.interactions.name}"
     )
     return DemoInputs(data.items, data.users, data.catalog, data.interactions, data.favourite_genre)
 
@@ -100,19 +112,26 @@ def _showcase_users(rec: Recommender, favourites: dict[int, str] | None) -> list
     """A sci-fi fan and a romance fan on the built-in data; the first user otherwise."""
     if not favourites:
         return [rec.users.ids[0]]
-    picks = [next(u for u, g in favourites.items() if g == genre) for genre in ("Sci-Fi", "Romance")]
+    picks = [
+        next(u for u, g in favourites.items() if g == genre) for genre in ("Sci-Fi", "Romance")
+    ]
     return picks
 
 
 def _show_user(rec: Recommender, user, k: int, favourites, emit) -> None:
     seen = rec.seen_items(user)
-    emit(f"\n== User {user}: has rated {len(seen)} movies" + _taste_line(rec, seen, favourites, user))
+    emit(
+        f"\n== User {user}: has rated {len(seen)} movies" + _taste_line(rec, seen, favourites, user)
+    )
     ids, scores = rec.recommend(user, k=k)
     emit(f"Top {k} recommendations (inner product, seen movies excluded):")
     emit(results_table(rec.results(ids, scores)))
     if favourites:
         share = _genre_share(rec, ids, favourites[int(user)])
-        emit(f"{share:.0%} of these are {favourites[int(user)]}, the genre this user was planted to like.")
+        emit(
+            f"{share:.0%} of these are {favourites[int(user)]}, "
+            "the genre this user was planted to like."
+        )
 
 
 def _show_similar_items(rec: Recommender, item, k: int, emit) -> None:
@@ -135,7 +154,9 @@ def _show_similar_users(rec: Recommender, user, k: int, favourites, emit) -> Non
 def _taste_line(rec: Recommender, seen, favourites, user) -> str:
     if rec.catalog is None or len(seen) == 0:
         return ""
-    counts = Counter(g for r in rec.catalog.records(list(seen)) for g in str(r.get("genres", "")).split("|") if g)
+    counts = Counter(
+        g for r in rec.catalog.records(list(seen)) for g in str(r.get("genres", "")).split("|") if g
+    )
     top = ", ".join(f"{g} ({n})" for g, n in counts.most_common(3))
     planted = f"; planted favourite: {favourites[int(user)]}" if favourites else ""
     return f"; most-rated genres: {top}{planted}"

@@ -34,7 +34,8 @@ def exact_search(
     queries : (m, d) float array
     k : int
     metric : "ip" | "cosine" | "l2"
-        ip and cosine: higher score is better; l2: the score is the squared distance, lower is better.
+        ip and cosine: higher score is better; l2: the score is the squared distance (lower is
+        better).
     exclude : list of m arrays of rows (or None), optional
         Rows never returned for that query.
 

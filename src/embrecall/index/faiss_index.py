@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from contextlib import contextmanager
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from typing import Literal
 
 import faiss
@@ -49,7 +49,9 @@ class VectorIndex:
         search_params: Mapping[str, int] | None = None,
     ) -> None:
         if metric not in METRICS:
-            raise InvalidArgumentError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+            raise InvalidArgumentError(
+                f"metric must be one of {', '.join(METRICS)}, not {metric!r}"
+            )
         self.index = index
         self.metric: Metric = metric
         self.spec = spec
@@ -74,7 +76,9 @@ class VectorIndex:
         ``progress=None`` shows a bar only on a terminal.
         """
         if metric not in METRICS:
-            raise InvalidArgumentError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
+            raise InvalidArgumentError(
+                f"metric must be one of {', '.join(METRICS)}, not {metric!r}"
+            )
         n, d = vectors.shape
         try:
             index = faiss.index_factory(d, spec, _FAISS_METRIC[metric])
@@ -93,8 +97,15 @@ class VectorIndex:
             index.add(base[start : start + _ADD_CHUNK])
             bar.update(min(_ADD_CHUNK, n - start))
         bar.close()
-        log.info("built %s (%s) over %d x %d: train %.2fs, add %.2fs",
-                 spec, metric, n, d, t1 - t0, time.perf_counter() - t1)
+        log.info(
+            "built %s (%s) over %d x %d: train %.2fs, add %.2fs",
+            spec,
+            metric,
+            n,
+            d,
+            t1 - t0,
+            time.perf_counter() - t1,
+        )
         return cls(index, metric, spec, search_params or default_search_params(index))
 
     def save(self, path: str) -> None:
@@ -107,7 +118,9 @@ class VectorIndex:
         try:
             index = faiss.read_index(str(path))
         except RuntimeError as exc:
-            raise EmbrecallError(f"{path}: not a readable faiss index: {_faiss_message(exc)}") from None
+            raise EmbrecallError(
+                f"{path}: not a readable faiss index: {_faiss_message(exc)}"
+            ) from None
         return cls(index, metric, spec, search_params)
 
     # -- facts -------------------------------------------------------------------------------
@@ -136,7 +149,9 @@ class VectorIndex:
             "spec": self.spec,
             "kind": self.kind,
             "metric": self.metric,
-            "score": "higher is better" if self.higher_is_better else "squared L2 distance, lower is better",
+            "score": "higher is better"
+            if self.higher_is_better
+            else "squared L2 distance, lower is better",
             "ntotal": self.ntotal,
             "dim": self.dim,
             "search_params": dict(self.search_params),
@@ -180,7 +195,9 @@ class VectorIndex:
         rows = np.full((m, kk), -1, dtype=np.int64)
         if kk == 0 or m == 0:
             return scores, rows
-        excluded = [_clean_rows(exclude[i] if exclude is not None else None, self.ntotal) for i in range(m)]
+        excluded = [
+            _clean_rows(exclude[i] if exclude is not None else None, self.ntotal) for i in range(m)
+        ]
         plain = [i for i in range(m) if excluded[i].size == 0]
         if plain:
             s, r = self._faiss_search(q[plain], kk, merged, selector=None)
@@ -351,7 +368,11 @@ def _search_parameters(
     inner = faiss.downcast_index(index)
     if isinstance(inner, faiss.IndexPreTransform):
         sub = _search_parameters(inner.index, params, selector)
-        return faiss.SearchParametersPreTransform(sel=selector, index_params=sub) if (sub or selector) else None
+        return (
+            faiss.SearchParametersPreTransform(sel=selector, index_params=sub)
+            if (sub or selector)
+            else None
+        )
     if isinstance(inner, faiss.IndexRefine):
         sub = _search_parameters(inner.base_index, params, selector)
         p = faiss.IndexRefineSearchParameters(sel=selector, base_index_params=sub)
@@ -381,7 +402,9 @@ def _check_params(params: Mapping[str, int]) -> None:
                 f"unknown search parameter {name!r}; known: {', '.join(SEARCH_PARAMS)}"
             )
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise InvalidArgumentError(f"search parameter {name} must be a positive integer, got {value!r}")
+            raise InvalidArgumentError(
+                f"search parameter {name} must be a positive integer, got {value!r}"
+            )
 
 
 def _faiss_message(exc: BaseException) -> str:
