@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 import embrecall
-from conftest import shared_file
 from embrecall.index import exact_search
+from helpers import shared_file
 
 
 @pytest.fixture(scope="module")

@@ -279,6 +279,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--user", action="append", help="user id to show (repeatable)")
     d.add_argument("-k", type=int, default=10)
     d.set_defaults(run=_cmd_demo)
+
+    # Commands of the optional parts register themselves; their heavy imports stay lazy.
+    from embrecall.evaluate.commands import add_commands as add_eval_commands
+
+    add_eval_commands(sub)
     return parser
 
 

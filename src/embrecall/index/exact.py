@@ -47,7 +47,9 @@ def exact_search(
     base_p = prepare(base, metric).astype(np.float64)
     q_p = prepare(queries, metric).astype(np.float64)
     if metric == "l2":
-        scores = ((q_p[:, None, :] - base_p[None, :, :]) ** 2).sum(axis=2)
+        # |q - b|^2 expanded, in float64 so the cancellation stays harmless.
+        scores = (q_p**2).sum(1)[:, None] - 2 * q_p @ base_p.T + (base_p**2).sum(1)[None, :]
+        np.maximum(scores, 0, out=scores)
         order_scores = -scores
     else:
         scores = q_p @ base_p.T
@@ -61,7 +63,10 @@ def exact_search(
     out_rows = np.full((m, kk), -1, dtype=np.int64)
     out_scores = np.full((m, kk), np.nan, dtype=np.float32)
     for qi in range(m):
-        order = np.argsort(-order_scores[qi], kind="stable")[:kk]
+        # Partial selection first: a full sort of a million scores per query is the slow part.
+        top = np.argpartition(-order_scores[qi], kk - 1)[:kk] if kk < base_p.shape[0] else None
+        order = np.arange(base_p.shape[0]) if top is None else top
+        order = order[np.argsort(-order_scores[qi, order], kind="stable")]
         order = order[np.isfinite(order_scores[qi, order])]
         out_rows[qi, : len(order)] = order
         out_scores[qi, : len(order)] = scores[qi, order]

@@ -1,0 +1,223 @@
+"""Spark CSV: what ``model.userFactors.select("id", "features").toPandas().to_csv(path)`` writes.
+
+::
+
+    id,features
+    10,"[-1.1158843040466309, -0.25266578793525696, ...]"
+
+Two paths, one result. A file in exactly that layout (optionally with pandas' unnamed index
+column, ``[a, b]`` or ``[a,b]``, LF or CRLF) is memory-mapped and parsed by
+:mod:`embrecall.io._fast_csv` without any per-row Python work. Any other CSV, and any file with a
+bad row, goes through pyarrow's CSV reader: each batch's ``features`` texts are cut at their
+commas and cast to float32 by pyarrow kernels, and only a batch that fails to cast is searched,
+by bisection, for the rows at fault. Both paths parse numbers with the same arrow cast.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from embrecall.embeddings import Embeddings, OnBadRow
+from embrecall.errors import InputFormatError
+from embrecall.io._assemble import Layout, Problem, assemble
+from embrecall.io._blocks import Block, parse_in_threads, progress_bar
+from embrecall.io._bracketed import parse_bracketed
+from embrecall.io._common import IdType, logger, snippet
+from embrecall.io._fast_csv import read_plain_layout
+from embrecall.io._ids import resolve_ids
+from embrecall.io._text import (
+    first_bad_utf8_line,
+    first_line,
+    input_stream,
+    iter_raw_lines,
+    not_utf8,
+)
+
+_BLOCK_BYTES = 1 << 21  # ~2 MB of text per batch: large enough to amortise, small enough to cache
+
+
+def read_spark_csv(
+    path: Path,
+    *,
+    id_column: str = "id",
+    vector_column: str = "features",
+    id_type: IdType = "auto",
+    on_bad_row: OnBadRow = "raise",
+) -> Embeddings:
+    """Read a Spark-style CSV of ids and ``"[v1, v2, ...]"`` vectors (plain or gzip).
+
+    Parameters
+    ----------
+    path : Path
+        The CSV file; a header row naming the columns is required.
+    id_column, vector_column : str
+        Column names. Other columns (e.g. a pandas index) are ignored.
+    id_type : {"auto", "int", "str"}
+        "auto" gives int64 ids when every id is an integer literal, else string ids.
+    on_bad_row : {"raise", "skip"}
+
+    Returns
+    -------
+    Embeddings
+        ``n`` ids and an (n, d) float32 matrix; ``lines`` in messages count the header as line 1.
+    """
+    started = time.perf_counter()
+    columns = _header(path)
+    for name in (id_column, vector_column):
+        if name not in columns:
+            raise InputFormatError(
+                f"{path}: no column {name!r} (columns found: {', '.join(map(repr, columns))}); "
+                "name the columns with id_column= and vector_column="
+            )
+    blocks = read_plain_layout(path, columns, id_column, vector_column)
+    if blocks is not None:
+        lines, extra = np.arange(2, sum(len(b) for b in blocks) + 2, dtype=np.int64), []
+    else:
+        logger.debug("%s: not in the plain pandas layout; using the general CSV reader", path)
+        blocks, lines, extra = _read_general(path, id_column, vector_column, on_bad_row)
+    layout = Layout(
+        str(path),
+        vector_name=vector_column,
+        empty_message="no embeddings (the file has only a header)",
+    )
+    emb = assemble(
+        blocks,
+        lines,
+        layout,
+        on_bad_row=on_bad_row,
+        extra=extra,
+        id_resolver=lambda raw, usable: resolve_ids(raw, usable, id_type, infer_int=True),
+    )
+    _log_done(path, emb, time.perf_counter() - started)
+    return emb
+
+
+def _read_general(
+    path: Path, id_column: str, vector_column: str, on_bad_row: OnBadRow
+) -> tuple[list[Block], np.ndarray, list[Problem]]:
+    """Any CSV, through pyarrow's reader; finds every malformed row with its line."""
+    invalid: list[tuple[int, int, str]] = []
+    reader = _open(path, id_column, vector_column, invalid)
+    first_only = on_bad_row == "raise"
+
+    def parse(batch: pa.RecordBatch) -> Block:
+        return _parse_batch(batch, vector_column, first_only)
+
+    with progress_bar(path) as bar:
+        blocks = parse_in_threads(
+            _batches(reader, path), parse, on_batch=lambda b: bar.update(b.nbytes)
+        )
+    lines, extra = _lines(path, sum(len(b) for b in blocks), invalid)
+    return blocks, lines, extra
+
+
+def _header(path: Path) -> list[str]:
+    line = first_line(path)
+    if line is None:
+        raise InputFormatError(f"{path}: no embeddings (the file is empty)")
+    return next(csv.reader([line]))
+
+
+def _open(path: Path, id_column: str, vector_column: str, invalid: list) -> pcsv.CSVStreamingReader:
+    def on_invalid(row: pcsv.InvalidRow) -> str:
+        # arrow does not know the row's line number here; _lines finds it afterwards
+        invalid.append((row.expected_columns, row.actual_columns, row.text))
+        return "skip"
+
+    try:
+        return pcsv.open_csv(
+            input_stream(path),
+            read_options=pcsv.ReadOptions(block_size=_BLOCK_BYTES),
+            # blank lines come through as empty rows, so that row i stays on line i + 2
+            parse_options=pcsv.ParseOptions(
+                ignore_empty_lines=False, invalid_row_handler=on_invalid
+            ),
+            # the vectors as bytes: they are numbers, and arrow need not check their UTF-8
+            convert_options=pcsv.ConvertOptions(
+                column_types={id_column: pa.string(), vector_column: pa.binary()},
+                include_columns=[id_column, vector_column],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise _arrow_error(exc, path) from None
+
+
+def _batches(reader: pcsv.CSVStreamingReader, path: Path) -> Iterator[pa.RecordBatch]:
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise _arrow_error(exc, path) from None
+        if batch.num_rows:
+            yield batch
+
+
+def _arrow_error(exc: pa.ArrowInvalid, path: Path) -> InputFormatError:
+    if "UTF8" in str(exc):
+        return not_utf8(path, first_bad_utf8_line(path))
+    return InputFormatError(f"{path}: {exc}")
+
+
+def _parse_batch(batch: pa.RecordBatch, vector_name: str, first_only: bool) -> Block:
+    ids = pc.ascii_trim_whitespace(batch.column(0))
+    texts = batch.column(1)
+    blank = np.asarray(
+        pc.and_(pc.equal(pc.binary_length(ids), 0), pc.equal(pc.binary_length(texts), 0)),
+        dtype=bool,
+    )
+    values, lengths, bad, known = parse_bracketed(
+        texts, vector_name, first_only=first_only, skip=blank
+    )
+    return Block(ids, lengths, bad, values, known, ignore=blank)
+
+
+def _lines(path: Path, n: int, invalid: list) -> tuple[np.ndarray, list[Problem]]:
+    """Line numbers of the ``n`` rows read, and the rows arrow could not split into fields.
+
+    Row i is on line i + 2 unless some line had the wrong number of fields; then one scan of the
+    file matches those lines by their text to recover every row's line.
+    """
+    if not invalid:
+        return np.arange(2, n + 2, dtype=np.int64), []
+    wanted = Counter(text for _, _, text in invalid)
+    fields = {text: (expected, actual) for expected, actual, text in invalid}
+    lines, extra = [], []
+    for number, raw in enumerate(iter_raw_lines(path), start=1):
+        if number == 1:
+            continue
+        text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        if wanted[text] > 0:
+            wanted[text] -= 1
+            expected, actual = fields[text]
+            reason = f"expected {expected} fields, found {actual}: {snippet(text)!r}"
+            extra.append(Problem(number, reason))
+        else:
+            lines.append(number)
+    if len(lines) != n:  # a quoted field spanning lines: line numbers are approximate
+        lines = list(range(2, n + 2))
+    return np.asarray(lines, dtype=np.int64), extra
+
+
+def _log_done(path: Path, emb: Embeddings, seconds: float) -> None:
+    logger.info(
+        "read %s: %d rows x %d dims in %.2fs (%.0f rows/s), %d skipped",
+        path,
+        len(emb),
+        emb.dim,
+        seconds,
+        len(emb) / max(seconds, 1e-9),
+        len(emb.skipped),
+    )
