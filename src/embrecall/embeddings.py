@@ -52,6 +52,8 @@ class Embeddings:
         Where the data came from, used in error messages.
     lines : array-like of int, shape (n,), optional
         The source line (or row) number of each row, used in error messages.
+    unit : str
+        What ``lines`` count: ``"line"`` (text files) or ``"row"`` (parquet, npy).
     skipped : sequence of SkippedRow
         Rows a reader left out; kept for the caller to report.
     """
@@ -65,6 +67,7 @@ class Embeddings:
         *,
         source: str = "<arrays>",
         lines: Sequence[int] | np.ndarray | None = None,
+        unit: str = "line",
         skipped: Iterable[SkippedRow] = (),
     ) -> None:
         vectors = as_vector_matrix(vectors, what=source)
@@ -74,7 +77,7 @@ class Embeddings:
         ids_arr = normalise_ids(ids, source=source)
         if len(ids_arr) != n:
             raise InputFormatError(f"{source}: {len(ids_arr)} ids for {n} vectors")
-        where = _Locator(source, ids_arr, lines)
+        where = _Locator(source, ids_arr, lines, unit)
         bad_id = _first_reserved_id(ids_arr)
         if bad_id is not None:
             raise InputFormatError(
@@ -157,6 +160,7 @@ def build_embeddings(
     *,
     source: str,
     lines: Sequence[int] | np.ndarray | None = None,
+    unit: str = "line",
     on_bad_row: OnBadRow = "raise",
     skipped: Iterable[SkippedRow] = (),
 ) -> Embeddings:
@@ -169,7 +173,7 @@ def build_embeddings(
     if on_bad_row not in ("raise", "skip"):
         raise ValueError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
     if on_bad_row == "raise":
-        return Embeddings(ids, vectors, source=source, lines=lines, skipped=skipped)
+        return Embeddings(ids, vectors, source=source, lines=lines, unit=unit, skipped=skipped)
     vectors = as_vector_matrix(vectors, what=source)
     ids_arr = normalise_ids(ids, source=source)
     line_arr = np.asarray(lines) if lines is not None else np.arange(1, len(ids_arr) + 1)
@@ -187,7 +191,12 @@ def build_embeddings(
     all_skipped = list(skipped) + [SkippedRow(int(line_arr[r]), reasons[int(r)]) for r in drop]
     all_skipped.sort(key=lambda s: (s.line is None, s.line or 0))
     return Embeddings(
-        ids_arr[keep], vectors[keep], source=source, lines=line_arr[keep], skipped=all_skipped
+        ids_arr[keep],
+        vectors[keep],
+        source=source,
+        lines=line_arr[keep],
+        unit=unit,
+        skipped=all_skipped,
     )
 
 
@@ -281,12 +290,14 @@ def coerce_id(value: object, kind: IdKind) -> int | str:
 class _Locator:
     """Formats 'file: line N (id X)' for the row of a validation error."""
 
-    def __init__(self, source: str, ids: np.ndarray, lines) -> None:
-        self.source, self.ids = source, ids
+    def __init__(self, source: str, ids: np.ndarray, lines, unit: str = "line") -> None:
+        self.source, self.ids, self.unit = source, ids, unit
         self.lines = None if lines is None else np.asarray(lines)
 
     def place(self, row: int) -> str:
-        return f"line {int(self.lines[row])}" if self.lines is not None else f"row {int(row)}"
+        if self.lines is None:
+            return f"row {int(row)}"
+        return f"{self.unit} {int(self.lines[row])}"
 
     def __call__(self, row: int) -> str:
         return f"{self.source}: {self.place(row)} (id {_py(self.ids[row])!r})"

@@ -42,11 +42,11 @@ def run_demo(
         raise InputFormatError(
             "give both --movielens and --embeddings, or neither for the built-in data"
         )
-    inputs = (
-        _real_inputs(Path(movielens), Path(embeddings))
-        if movielens
-        else _synthetic_inputs(work / "data", emit)
-    )
+    if movielens:
+        inputs = _real_inputs(Path(movielens), Path(embeddings))
+        emit(f"Data: {inputs.items}, {inputs.users}, {inputs.catalog}, {inputs.interactions}")
+    else:
+        inputs = _synthetic_inputs(work / "data", emit)
 
     artifact = work / "artifact"
     emit(f"\nBuilding an artifact from {inputs.items.name} and {inputs.users.name} ...")
@@ -109,9 +109,9 @@ def _real_inputs(movielens: Path, embeddings: Path) -> DemoInputs:
 
 
 def _showcase_users(rec: Recommender, favourites: dict[int, str] | None) -> list:
-    """A sci-fi fan and a romance fan on the built-in data; the first user otherwise."""
+    """A sci-fi fan and a romance fan on the built-in data; the lowest user id otherwise."""
     if not favourites:
-        return [rec.users.ids[0]]
+        return [min(rec.users.ids)]
     picks = [
         next(u for u, g in favourites.items() if g == genre) for genre in ("Sci-Fi", "Romance")
     ]

@@ -94,6 +94,7 @@ def assemble(
         _vectors(blocks, keep[parsed], lengths[parsed], dim),
         source=layout.source,
         lines=lines[keep],
+        unit=layout.unit,
         on_bad_row=on_bad_row,
         skipped=[SkippedRow(p.line, p.reason) for p in problems],
     )
