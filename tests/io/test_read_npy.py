@@ -126,7 +126,7 @@ def test_wrong_shape_and_dtype(tmp_path):
 def test_nan_row_and_skip(tmp_path):
     path = tmp_path / "v.npy"
     np.save(path, np.array([[1.0, 2.0], [np.nan, 1.0], [3.0, 4.0]], np.float32))
-    with pytest.raises(InvalidVectorError, match=r"line 2 \(id 1\): vector holds NaN"):
+    with pytest.raises(InvalidVectorError, match=r"row 2 \(id 1\): vector holds NaN"):
         read_embeddings(path)
     emb = read_embeddings(path, on_bad_row="skip")
     assert list(emb.ids) == [0, 2] and emb.skipped[0].line == 2

@@ -113,7 +113,7 @@ def test_wrong_column_type(tmp_path):
 
 def test_duplicate_id_and_uint64_overflow(tmp_path, write_pq):
     path = write_pq(tmp_path / "d.parquet", [4, 4], [[1.0], [2.0]])
-    with pytest.raises(DuplicateIdError, match=r"duplicate id 4 at line 1 and line 2"):
+    with pytest.raises(DuplicateIdError, match=r"duplicate id 4 at row 1 and row 2"):
         read_embeddings(path)
     big = tmp_path / "u.parquet"
     ids = pa.array([1, 2**63], pa.uint64())
