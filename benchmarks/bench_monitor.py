@@ -55,8 +55,10 @@ def main() -> None:
     snap = monitor.snapshot()
     monitor.close()
     recall = snap["query_kinds"]["recommend"]["recall"]
-    print(f"exact check in the worker: {per_check * 1e3:.1f} ms per sample "
-          f"(~{1 / per_check:.0f} samples/s per worker); recall {recall}")
+    print(
+        f"exact check in the worker: {per_check * 1e3:.1f} ms per sample "
+        f"(~{1 / per_check:.0f} samples/s per worker); recall {recall}"
+    )
 
 
 if __name__ == "__main__":

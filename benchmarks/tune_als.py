@@ -46,17 +46,27 @@ def main() -> int:
     best = None
     for factors, reg, alpha in itertools.product(*GRID.values()):
         t = time.perf_counter()
-        users, items = train_als(inner.train, factors=factors, iterations=args.iterations,
-                                 regularization=reg, alpha=alpha, progress=False)
+        users, items = train_als(
+            inner.train,
+            factors=factors,
+            iterations=args.iterations,
+            regularization=reg,
+            alpha=alpha,
+            progress=False,
+        )
         rec = Recommender.build(items, users, interactions=inner.train)
         report = evaluate_quality(rec, inner.test, ks=(10,), progress=False)
         hr, ndcg = report.value("model", 10, "hit_rate"), report.value("model", 10, "ndcg")
-        print(f"{factors:7d}  {reg:<5}  {alpha:<5}  {hr:9.4f}  {ndcg:11.4f}  "
-              f"{time.perf_counter() - t:7.1f}")
+        print(
+            f"{factors:7d}  {reg:<5}  {alpha:<5}  {hr:9.4f}  {ndcg:11.4f}  "
+            f"{time.perf_counter() - t:7.1f}"
+        )
         if best is None or ndcg > best[0]:
             best = (ndcg, factors, reg, alpha)
-    print(f"best on validation: factors={best[1]} regularization={best[2]} alpha={best[3]} "
-          f"(NDCG@10 {best[0]:.4f})")
+    print(
+        f"best on validation: factors={best[1]} regularization={best[2]} alpha={best[3]} "
+        f"(NDCG@10 {best[0]:.4f})"
+    )
     return 0
 
 
