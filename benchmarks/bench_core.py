@@ -6,8 +6,10 @@
 For each size: synthetic MF-like vectors (skewed norms), an exact (Flat) artifact built with
 `Recommender.build` and saved, then `recommend(user, k)` latency (p50/p99 over single queries,
 with 100 seen items excluded inside the search) next to raw `faiss.IndexFlatIP.search` on the same
-vectors: without exclusions, and with the same exclusions as an IDSelector. The ratio is the
-overhead embrecall adds (id mapping, exclusions, checks). Results go to stdout and
+vectors: without exclusions, and with the same exclusions as an IDSelector (with faiss's default
+OpenMP threads, and on one thread as embrecall runs single queries). Variants are timed
+round-robin per query so that load drift hits all of them alike. The ratio is the overhead
+embrecall adds (id mapping, exclusions, checks). Results go to stdout and
 benchmarks/results/core.json.
 """
 
@@ -48,14 +50,17 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
     }
 
 
-def time_calls(fn, args_list) -> list[float]:
-    for args in args_list[:5]:
-        fn(*args)  # warm up
-    out = []
-    for args in args_list:
-        t = time.perf_counter()
-        fn(*args)
-        out.append(time.perf_counter() - t)
+def time_interleaved(variants: dict, queries) -> dict[str, list[float]]:
+    """Time each variant on each query, round-robin, so that load drift hits all alike."""
+    out: dict[str, list[float]] = {name: [] for name in variants}
+    for q in queries[:5]:
+        for fn in variants.values():
+            fn(q)  # warm up
+    for q in queries:
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            fn(q)
+            out[name].append(time.perf_counter() - t)
     return out
 
 
@@ -91,17 +96,31 @@ def run(n_items: int, n_users: int, dim: int, k: int, queries: int, seen_per_use
         size = sum(p.stat().st_size for p in (tmp / "artifact").rglob("*") if p.is_file())
 
         picked = rng.choice(n_users, queries, replace=False)
-        ours = time_calls(lambda u: rec.recommend(u, k=k), [(int(user_ids[p]),) for p in picked])
-
         raw = faiss.IndexFlatIP(dim)
         raw.add(items_v)
-        raw_plain = time_calls(lambda q: raw.search(q, k), [(users_v[p : p + 1],) for p in picked])
+
+        def raw_plain(p):
+            return raw.search(users_v[p : p + 1], k)
 
         def raw_selector(p):
             sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(np.unique(seen[p]).astype(np.int64)))
             return raw.search(users_v[p : p + 1], k, params=faiss.SearchParameters(sel=sel))
 
-        raw_sel = time_calls(raw_selector, [(p,) for p in picked])
+        def raw_selector_one_thread(p):
+            before = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                return raw_selector(p)
+            finally:
+                faiss.omp_set_num_threads(before)
+
+        variants = {
+            "embrecall_recommend": lambda p: rec.recommend(int(user_ids[p]), k=k),
+            "raw_faiss_idselector": raw_selector,
+            "raw_faiss_idselector_1thread": raw_selector_one_thread,
+            "raw_faiss_no_exclusion": raw_plain,
+        }
+        timings = time_interleaved(variants, picked)
         # Same answers, or the comparison means nothing.
         for p in picked[:20]:
             ids, _ = rec.recommend(int(user_ids[p]), k=k)
@@ -121,9 +140,7 @@ def run(n_items: int, n_users: int, dim: int, k: int, queries: int, seen_per_use
         "save_s": save_s,
         "load_verify_s": load_s,
         "artifact_bytes": size,
-        "embrecall_recommend": percentiles(ours),
-        "raw_faiss_no_exclusion": percentiles(raw_plain),
-        "raw_faiss_idselector": percentiles(raw_sel),
+        **{name: percentiles(samples) for name, samples in timings.items()},
     }
     result["overhead_vs_raw_idselector_p50"] = (
         result["embrecall_recommend"]["p50_ms"] / result["raw_faiss_idselector"]["p50_ms"]
@@ -175,9 +192,14 @@ def main() -> None:
             f"  build {r['build_s']:.2f}s  save {r['save_s']:.2f}s  "
             f"load+verify {r['load_verify_s']:.2f}s  artifact {r['artifact_bytes'] / 1e6:.0f} MB"
         )
-        for name in ("embrecall_recommend", "raw_faiss_idselector", "raw_faiss_no_exclusion"):
+        for name in (
+            "embrecall_recommend",
+            "raw_faiss_idselector",
+            "raw_faiss_idselector_1thread",
+            "raw_faiss_no_exclusion",
+        ):
             p = r[name]
-            print(f"  {name:<24} p50 {p['p50_ms']:7.3f} ms  p99 {p['p99_ms']:7.3f} ms")
+            print(f"  {name:<30} p50 {p['p50_ms']:7.3f} ms  p99 {p['p99_ms']:7.3f} ms")
         print(
             "  overhead vs raw faiss with the same IDSelector (p50): "
             f"{r['overhead_vs_raw_idselector_p50']:.2f}x"
