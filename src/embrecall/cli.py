@@ -281,9 +281,11 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(run=_cmd_demo)
 
     # Commands of the optional parts register themselves; their heavy imports stay lazy.
+    from embrecall.batch.commands import add_commands as add_batch_commands
     from embrecall.evaluate.commands import add_commands as add_eval_commands
 
     add_eval_commands(sub)
+    add_batch_commands(sub)
     return parser
 
 
