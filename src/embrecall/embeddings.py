@@ -223,7 +223,8 @@ def check_query_vectors(vectors: np.ndarray | Sequence, dim: int) -> tuple[np.nd
     Returns the (m, d) float32 matrix and whether a single 1-D vector was given.
     """
     try:
-        arr = np.asarray(vectors, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+            arr = np.asarray(vectors, dtype=np.float32)
     except (ValueError, TypeError) as exc:
         raise InvalidVectorError(f"query is not an array of numbers ({exc})") from exc
     single = arr.ndim == 1

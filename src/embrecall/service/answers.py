@@ -1,0 +1,150 @@
+"""Answers as JSON bytes: call the served version's Recommender and shape its results.
+
+These run in the search worker threads. They hold no search logic (the Recommender does the
+searching and the exclusions) and no HTTP (the routes validate and respond); they only put the
+library's results into the API's JSON shape, the same ``results: [{"id", "score", ...}]`` as the
+CLI's ``--json``, plus the version that answered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.service.registry import Served
+
+require_extra("orjson", "server")
+
+import orjson  # noqa: E402
+
+# query kind -> (space its query ids come from, space its results come from)
+SPACES = {
+    "recommend": ("users", "items"),
+    "similar_items": ("items", "items"),
+    "similar_users": ("users", "users"),
+}
+
+
+def by_id(
+    served: Served,
+    query: str,
+    raw_id: str,
+    k: int,
+    *,
+    exclude: Sequence | None = None,
+    exclude_seen: bool = True,
+    params: Mapping[str, int] | None = None,
+) -> bytes:
+    """One query id: ``{"version", "query", "id", "k", "metric", "score", "results"}``."""
+    rec = served.rec
+    source, target = SPACES[query]
+    qid = _space(served, source, query).coerce_id(raw_id)
+    ids, scores = getattr(rec, query)(qid, k, **_options(query, exclude, exclude_seen, params))
+    return orjson.dumps(
+        {
+            "version": served.version,
+            "query": query,
+            "id": qid,
+            "k": k,
+            **served.queries[query],
+            "results": rec.results(ids, scores, space=target),
+        }
+    )
+
+
+def by_ids(
+    served: Served,
+    query: str,
+    raw_ids: Sequence,
+    k: int,
+    *,
+    exclude: Sequence | None = None,
+    exclude_seen: bool = True,
+    params: Mapping[str, int] | None = None,
+) -> bytes:
+    """A batch of query ids: ``{..., "batch": [{"id", "results"}, ...]}`` in request order."""
+    rec = served.rec
+    source, target = SPACES[query]
+    space = _space(served, source, query)
+    qids = [space.coerce_id(i) for i in raw_ids]
+    ids, scores = getattr(rec, query)(qids, k, **_options(query, exclude, exclude_seen, params))
+    return orjson.dumps(
+        {
+            "version": served.version,
+            "query": query,
+            "k": k,
+            **served.queries[query],
+            "batch": [
+                {"id": q, "results": r} for q, r in zip(qids, _rows(rec, ids, scores, target))
+            ],
+        }
+    )
+
+
+def by_vector(
+    served: Served,
+    query: str,
+    vectors: Sequence,
+    k: int,
+    *,
+    exclude: Sequence | None = None,
+    params: Mapping[str, int] | None = None,
+) -> bytes:
+    """Raw vectors: one (d,) vector gives ``results``, a (m, d) batch gives ``batch``."""
+    rec = served.rec
+    _, target = SPACES[query]
+    # a value beyond float32 becomes inf and is refused as such; numpy's overflow warning on
+    # that cast would only fill the server log (np.errstate is per thread)
+    with np.errstate(over="ignore"):
+        ids, scores = rec.search(query, vectors, k, **_options("search", exclude, True, params))
+    answer: dict[str, Any] = {
+        "version": served.version,
+        "query": query,
+        "space": target,
+        "k": k,
+        **served.queries[query],
+    }
+    if ids.ndim == 1:
+        answer["results"] = rec.results(ids, scores, space=target)
+    else:
+        answer["batch"] = [{"results": r} for r in _rows(rec, ids, scores, target)]
+    return orjson.dumps(answer)
+
+
+def seen(served: Served, raw_id: str) -> bytes:
+    """Items a user has seen: ``{"version", "id", "items"}``."""
+    users = _space(served, "users", "seen items")
+    uid = users.coerce_id(raw_id)
+    return orjson.dumps(
+        {"version": served.version, "id": uid, "items": served.rec.seen_items(uid).tolist()}
+    )
+
+
+def _space(served: Served, name: str, query: str):
+    space = served.rec.items if name == "items" else served.rec.users
+    if space is None:
+        raise InvalidArgumentError(f"{query} needs user embeddings, and this version has none")
+    return space
+
+
+def _options(query: str, exclude, exclude_seen: bool, params) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if exclude:
+        options["exclude"] = exclude
+    if params:
+        options["params"] = params
+    if query == "recommend":
+        options["exclude_seen"] = exclude_seen
+    return options
+
+
+def _rows(rec, ids: np.ndarray, scores: np.ndarray, space: str) -> list[list[dict[str, Any]]]:
+    """Per-query result lists of a 2-D answer, without the batch's padding (score NaN)."""
+    out = []
+    for row_ids, row_scores in zip(ids, scores):
+        valid = ~np.isnan(row_scores)
+        out.append(rec.results(row_ids[valid], row_scores[valid], space=space))
+    return out

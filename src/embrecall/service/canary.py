@@ -1,0 +1,169 @@
+"""Canary queries: a new version must agree with the exact answer before it may serve.
+
+For every query kind, a seeded sample of query ids is asked through the version's own
+``Recommender`` (id maps, exclusions, index) and the same vectors are searched by brute force
+with :func:`embrecall.index.exact_search`, the oracle that shares no code with the faiss path.
+The mean recall@k of the first against the second must reach a threshold. This catches what
+checksums cannot: an index built from other vectors, id maps that do not match the index rows,
+an approximate index whose parameters lost too much recall.
+
+No HTTP here (the CLI's ``publish --check`` runs it too).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from embrecall.errors import ArtifactError, InvalidArgumentError
+from embrecall.index import exact_search
+
+if TYPE_CHECKING:
+    from embrecall.recommender import Recommender
+
+# exact_search works in float64 on the whole base it is given; chunking the base bounds that,
+# so that a canary over 1M items does not need gigabytes next to the version being served.
+_EXACT_BUDGET_BYTES = 64 << 20
+
+
+class CanaryError(ArtifactError):
+    """A version's answers disagree with the exact answer (``.report`` says by how much)."""
+
+    def __init__(self, message: str, report: CanaryReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """Mean recall@k per query kind against the exact answer."""
+
+    recall: dict[str, float]
+    queries: int
+    k: int
+    min_recall: float
+    seconds: float
+    failed: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "recall": {q: round(r, 4) for q, r in self.recall.items()},
+            "queries": self.queries,
+            "k": self.k,
+            "min_recall": self.min_recall,
+            "seconds": round(self.seconds, 3),
+            "failed": list(self.failed),
+        }
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{q} {r:.3f}" for q, r in self.recall.items())
+        verdict = "ok" if self.ok else f"below {self.min_recall} for {', '.join(self.failed)}"
+        return f"canary recall@{self.k} over {self.queries} queries: {parts} ({verdict})"
+
+
+def run_canary(
+    rec: Recommender, *, queries: int = 20, k: int = 10, min_recall: float = 0.9, seed: int = 0
+) -> CanaryReport:
+    """Ask ``queries`` sampled ids of every query kind and compare with the exact answer.
+
+    Parameters
+    ----------
+    rec : Recommender
+        The version under test.
+    queries : int
+        Query ids sampled per query kind (fewer when the space is smaller); 0 skips the check.
+    k : int
+        Results compared per query.
+    min_recall : float in [0, 1]
+        The mean recall@k every query kind must reach.
+    seed : int
+        Seeds the sample, so a version gets the same verdict every time it is checked.
+
+    Returns
+    -------
+    CanaryReport
+        ``.ok`` is False when a query kind is below ``min_recall``.
+    """
+    if queries < 0 or k < 1 or not 0.0 <= min_recall <= 1.0:
+        raise InvalidArgumentError(
+            "canary needs queries >= 0, k >= 1 and 0 <= min_recall <= 1; "
+            f"got {queries}, {k}, {min_recall}"
+        )
+    t0 = time.perf_counter()
+    recall: dict[str, float] = {}
+    if queries:
+        rng = np.random.default_rng(seed)
+        for name, kind in rec.query_kinds.items():
+            recall[name] = _kind_recall(rec, name, kind, queries, k, rng)
+    failed = [name for name, r in recall.items() if r < min_recall]
+    return CanaryReport(recall, queries, k, min_recall, time.perf_counter() - t0, failed)
+
+
+def check_canary(rec: Recommender, **options: Any) -> CanaryReport:
+    """:func:`run_canary`, raising :class:`CanaryError` when the version fails it."""
+    report = run_canary(rec, **options)
+    if not report.ok:
+        raise CanaryError(report.summary(), report)
+    return report
+
+
+def _kind_recall(rec: Recommender, name: str, kind, queries: int, k: int, rng) -> float:
+    source = rec.items if kind.query_space == "items" else rec.users
+    target = rec.items if kind.target_space == "items" else rec.users
+    if source is None or target is None:
+        return 1.0
+    rows = np.sort(rng.choice(len(source), min(queries, len(source)), replace=False))
+    ids = source.ids[rows]
+    same_space = kind.query_space == kind.target_space
+    # The by-id methods exercise the id maps as requests do; a custom kind goes by vector.
+    if name == "recommend":
+        got, _ = rec.recommend(ids, k, exclude_seen=False)
+    elif name == "similar_items":
+        got, _ = rec.similar_items(ids, k)
+    elif name == "similar_users":
+        got, _ = rec.similar_users(ids, k)
+    else:
+        got, _ = rec.search(name, source.vectors[rows], k)
+        same_space = False
+    exclude = [np.array([r]) for r in rows] if same_space else None
+    exact_rows = _chunked_exact(target.vectors, source.vectors[rows], k, kind.metric, exclude)
+    hits = []
+    for got_row, exact_row in zip(got, exact_rows):
+        truth = set(target.ids[exact_row[exact_row >= 0]].tolist())
+        if truth:
+            hits.append(len(truth & set(got_row.tolist())) / len(truth))
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def _chunked_exact(
+    base: np.ndarray, queries: np.ndarray, k: int, metric: str, exclude
+) -> np.ndarray:
+    """``exact_search`` over row chunks of ``base``, merged: same rows, bounded memory."""
+    m, d = queries.shape
+    # exact_search holds a float64 copy of the chunk (d per row) and the scores (m per row; for
+    # l2 the (m, rows, d) difference)
+    per_row = 8 * (d + m * (d if metric == "l2" else 1))
+    chunk = max(k, _EXACT_BUDGET_BYTES // per_row)
+    all_scores, all_rows = [], []
+    for start in range(0, base.shape[0], chunk):
+        stop = min(start + chunk, base.shape[0])
+        local = None
+        if exclude is not None:
+            local = [e[(e >= start) & (e < stop)] - start for e in exclude]
+        scores, rows = exact_search(base[start:stop], queries, k, metric, exclude=local)
+        all_scores.append(scores)
+        all_rows.append(np.where(rows >= 0, rows + start, -1))
+    scores = np.concatenate(all_scores, axis=1).astype(np.float64)
+    rows = np.concatenate(all_rows, axis=1)
+    order_key = scores if metric == "l2" else -scores
+    order_key = np.where(rows >= 0, order_key, np.inf)  # padding sorts last
+    order = np.argsort(order_key, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(rows, order, axis=1)

@@ -1,0 +1,251 @@
+"""CLI commands of the service and the version root: ``serve``, ``publish``, ``rollback``,
+``versions``.
+
+``embrecall.cli`` registers them with :func:`add_commands`. Importing this module is light:
+``publish``, ``rollback`` and ``versions`` work without the ``server`` extra, and ``serve``
+names the extra when it is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+from embrecall.errors import ArtifactError, require_extra
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``serve``, ``publish``, ``rollback`` and ``versions`` on ``subparsers``."""
+    s = subparsers.add_parser(
+        "serve",
+        help="serve an artifact or a root of versions over HTTP",
+        description="Serve TARGET (one artifact, or a root of versions whose CURRENT pointer is "
+        "watched) with FastAPI on uvicorn, one worker process. API keys come from the "
+        "environment only: EMBRECALL_API_KEY (reads), EMBRECALL_ADMIN_API_KEY (admin); other "
+        "settings from EMBRECALL_* variables (see docs/service.md).",
+    )
+    s.add_argument("target", metavar="TARGET", help="an artifact directory or a version root")
+    s.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=None, help="port (default 8000; 0 picks a free one)")
+    s.add_argument(
+        "--search-threads",
+        type=int,
+        default=None,
+        help="searches at once (default: the usable cores)",
+    )
+    s.add_argument(
+        "--watch-interval",
+        type=float,
+        default=None,
+        help="seconds between looks at CURRENT (default 1; 0 turns watching off)",
+    )
+    s.add_argument(
+        "--max-k", type=int, default=None, help="largest k a request may ask (default 1000)"
+    )
+    s.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
+    s.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    s.set_defaults(run=_cmd_serve)
+
+    p = subparsers.add_parser(
+        "publish",
+        help="add an artifact to a root of versions and make it current",
+        description="Copy ARTIFACT into ROOT/versions/<id> atomically (verified checksums, "
+        "canary queries against the exact answer), then point ROOT/CURRENT at it. A server "
+        "watching ROOT swaps to it without downtime.",
+    )
+    p.add_argument("artifact", metavar="ARTIFACT")
+    p.add_argument("root", metavar="ROOT", help="the version root (created when absent)")
+    p.add_argument(
+        "--id", dest="version", help="version id, [A-Za-z0-9_.-]{1,64} (default: UTC time)"
+    )
+    p.add_argument("--no-activate", action="store_true", help="stage only; leave CURRENT as it is")
+    p.add_argument("--move", action="store_true", help="move the artifact instead of copying it")
+    p.add_argument("--no-check", action="store_true", help="skip the canary queries")
+    p.add_argument(
+        "--canary-queries", type=int, default=20, help="query ids per query kind (default 20)"
+    )
+    p.add_argument(
+        "--canary-min-recall", type=float, default=0.9, help="recall@10 floor (default 0.9)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=_cmd_publish)
+
+    r = subparsers.add_parser(
+        "rollback",
+        help="point a root of versions back at the previous version",
+        description="Point ROOT/CURRENT at the version that was current before (repeat to go "
+        "further back), or at --to VERSION.",
+    )
+    r.add_argument("root", metavar="ROOT")
+    r.add_argument("--to", dest="version", help="activate this version id instead")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(run=_cmd_rollback)
+
+    v = subparsers.add_parser("versions", help="list the versions of a root")
+    v.add_argument("root", metavar="ROOT")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.set_defaults(run=_cmd_versions)
+
+
+# -- commands --------------------------------------------------------------------------------
+def _cmd_serve(args: argparse.Namespace) -> int:
+    uvicorn = require_extra("uvicorn", "server")
+    from embrecall.service.app import create_app
+    from embrecall.service.settings import Settings
+
+    settings = Settings.from_env(
+        target=args.target,
+        host=args.host,
+        port=args.port,
+        search_threads=args.search_threads,
+        watch_interval_s=args.watch_interval,
+        max_k=args.max_k,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    logger = logging.getLogger("embrecall")
+    if not logger.handlers:  # the CLI, not the library, configures logging
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(settings.log_level.upper())
+    app = create_app(settings)
+    service = app.state.service
+    single = service.registry.source.mode == "artifact"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets=sockets)
+            if single and service.startup_error:
+                self.should_exit = True  # one artifact that cannot load: nothing to wait for
+
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        lifespan="on",
+        workers=1,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+    )
+    server = Server(config)
+    server.run()
+    if single and service.startup_error:
+        raise ArtifactError(service.startup_error)
+    return 0 if server.started else 1
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from embrecall.versions import VersionRoot
+
+    check = None
+    if not args.no_check:
+
+        def check(path) -> None:
+            from embrecall.artifact import load_artifact
+            from embrecall.service.canary import check_canary
+
+            report = check_canary(
+                load_artifact(path, verify=False),
+                queries=args.canary_queries,
+                min_recall=args.canary_min_recall,
+            )
+            if not args.json:
+                print(report.summary(), file=sys.stderr)
+
+    root = VersionRoot(args.root)
+    version = root.publish(
+        args.artifact, args.version, activate=not args.no_activate, move=args.move, check=check
+    )
+    current = root.current()
+    _print(
+        args,
+        {"version": version, "root": str(root.path), "current": current},
+        f"published {version} to {root.path}"
+        + ("" if current == version else f" (current stays {current})"),
+    )
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from embrecall.versions import VersionRoot
+
+    root = VersionRoot(args.root)
+    before = root.current()
+    if args.version:
+        root.activate(args.version)
+        now = args.version
+    else:
+        now = root.rollback()
+    _print(
+        args,
+        {"root": str(root.path), "current": now, "previous": before},
+        f"{root.path}: current is now {now} (was {before})",
+    )
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from embrecall.display import table
+    from embrecall.versions import VersionRoot
+
+    root = VersionRoot(args.root)
+    if not VersionRoot.looks_like_root(root.path):
+        raise ArtifactError(f"{root.path}: not a version root (no versions/ or CURRENT)")
+    versions = root.versions()
+    history = root.history()
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "root": str(root.path),
+                    "current": root.current(),
+                    "versions": [v.as_dict() for v in versions],
+                    "previous": history["previous"],
+                },
+                indent=2,
+            )
+        )
+        return 0
+    rows = [
+        ["*" if v.current else "", v.id, v.created_at or "?", v.published_at, _size(v.bytes)]
+        for v in versions
+    ]
+    print(table(["", "version", "built", "published", "size"], rows, right_aligned={4}))
+    if history["previous"]:
+        print(f"rollback goes to: {history['previous'][-1]}")
+    return 0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    print(json.dumps(data) if args.json else text)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m embrecall.service COMMAND ...``: these commands without the main CLI."""
+    from embrecall.errors import EmbrecallError
+
+    parser = argparse.ArgumentParser(prog="python -m embrecall.service")
+    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except EmbrecallError as exc:
+        print(f"embrecall: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,359 @@
+"""HTTP routes: read endpoints (/v1/...), operations (/healthz, /readyz, /metrics), admin.
+
+Routes validate, pick the served version once, hand the work to a search thread and respond.
+Search, exclusion and id logic live in the library; JSON shaping in ``answers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from embrecall import __version__
+from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.service import answers
+from embrecall.service.errors import ApiError
+from embrecall.service.metrics import CONTENT_TYPE
+from embrecall.service.registry import VersionRefused, describe_source
+from embrecall.service.runtime import Service, key_matches, respond
+from embrecall.service.schemas import (
+    ERRORS,
+    BatchRequest,
+    BatchResponse,
+    LoadResponse,
+    QueryResponse,
+    RecommendBatchRequest,
+    SearchRequest,
+    SearchResponse,
+    SeenResponse,
+)
+from embrecall.versions import check_version_id
+
+require_extra("fastapi", "server")
+require_extra("orjson", "server")
+
+import anyio.to_thread  # noqa: E402
+import orjson  # noqa: E402
+from fastapi import APIRouter, Depends, Query, Security  # noqa: E402
+from fastapi.security import APIKeyHeader  # noqa: E402
+from starlette.responses import Response  # noqa: E402
+
+K = Annotated[
+    int | None, Query(description="How many results (default: default_k, at most max_k).")
+]
+EXCLUDE = Annotated[
+    list[str] | None,
+    Query(description="Ids to leave out; repeat the parameter or separate ids with commas."),
+]
+NPROBE = Annotated[int | None, Query(description="IVF lists to visit (approximate indexes).")]
+EF_SEARCH = Annotated[int | None, Query(description="HNSW efSearch (approximate indexes).")]
+
+
+def build_routes(service: Service) -> list[APIRouter]:
+    """The app's routers, closed over one :class:`Service`."""
+    return [_read_routes(service), _ops_routes(service), _admin_routes(service)]
+
+
+# -- read endpoints --------------------------------------------------------------------------
+def _read_routes(service: Service) -> APIRouter:
+    settings = service.settings
+    guard = []
+    if settings.api_key is not None:
+        header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
+
+        def read_key(key: str | None = Security(header)) -> None:
+            if not key_matches(key, settings.api_key):
+                raise ApiError(
+                    401, "unauthorized", "missing or wrong API key (send it as X-API-Key)"
+                )
+
+        guard = [Depends(read_key)]
+    router = APIRouter(prefix="/v1", dependencies=guard, responses=ERRORS, tags=["recall"])
+
+    @router.get("/users/{user_id}/recommendations", response_model=QueryResponse)
+    async def recommend(
+        user_id: str,
+        k: K = None,
+        exclude: EXCLUDE = None,
+        exclude_seen: bool = True,
+        nprobe: NPROBE = None,
+        ef_search: EF_SEARCH = None,
+    ) -> Response:
+        """Top-k items for a user (u2i); their seen items are left out unless exclude_seen=false."""
+        return await _by_id(
+            service, "recommend", user_id, k, exclude, exclude_seen, nprobe, ef_search
+        )
+
+    @router.get("/users/{user_id}/similar", response_model=QueryResponse)
+    async def similar_users(
+        user_id: str,
+        k: K = None,
+        exclude: EXCLUDE = None,
+        nprobe: NPROBE = None,
+        ef_search: EF_SEARCH = None,
+    ) -> Response:
+        """Users most like a user (u2u), the user itself left out."""
+        return await _by_id(service, "similar_users", user_id, k, exclude, True, nprobe, ef_search)
+
+    @router.get("/items/{item_id}/similar", response_model=QueryResponse)
+    async def similar_items(
+        item_id: str,
+        k: K = None,
+        exclude: EXCLUDE = None,
+        nprobe: NPROBE = None,
+        ef_search: EF_SEARCH = None,
+    ) -> Response:
+        """Items most like an item (i2i), the item itself left out."""
+        return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
+
+    @router.get("/users/{user_id}/seen", response_model=SeenResponse)
+    async def seen(user_id: str) -> Response:
+        """Items the user has interacted with (the ones recommend leaves out)."""
+        served = service.served()
+        return respond(await service.run(answers.seen, served, user_id), served)
+
+    @router.post("/users/recommendations", response_model=BatchResponse)
+    async def recommend_batch(body: RecommendBatchRequest) -> Response:
+        """Recommendations for many users in one request."""
+        return await _batch(service, "recommend", body, body.exclude_seen)
+
+    @router.post("/users/similar", response_model=BatchResponse)
+    async def similar_users_batch(body: BatchRequest) -> Response:
+        """Similar users for many users in one request."""
+        return await _batch(service, "similar_users", body, True)
+
+    @router.post("/items/similar", response_model=BatchResponse)
+    async def similar_items_batch(body: BatchRequest) -> Response:
+        """Similar items for many items in one request."""
+        return await _batch(service, "similar_items", body, True)
+
+    @router.post("/search", response_model=SearchResponse)
+    async def search(body: SearchRequest) -> Response:
+        """Search by raw vector (a two-tower user vector, an item vector...): ``vector`` for one
+        query, ``vectors`` for a batch."""
+        served = service.served()
+        k = service.check_k(body.k)
+        params = service.params(body.nprobe, body.ef_search)
+        if (body.vector is None) == (body.vectors is None):
+            raise ApiError(422, "invalid_request", "give exactly one of vector or vectors")
+        if body.vectors is not None:
+            service.check_batch(len(body.vectors), "vectors")
+        _check_exclude(service, body.exclude)
+        query = _search_query(served, body.space, body.query)
+        vectors = body.vector if body.vector is not None else body.vectors
+        data = await service.run(
+            answers.by_vector, served, query, vectors, k, exclude=body.exclude, params=params
+        )
+        return respond(data, served)
+
+    @router.get("/info", tags=["operations"])
+    async def info() -> Response:
+        """Served version, available versions, counts, dimensions, metrics, index kinds, limits."""
+        served = service.registry.current
+        registry = service.registry
+        body = {
+            "embrecall_version": __version__,
+            "version": served.version if served else None,
+            "loaded_at": served.loaded_at if served else None,
+            "loading": registry.loading,
+            "versions": describe_source(registry.source),
+            "last_load": registry.last_load,
+            "canary": served.canary if served else None,
+            "artifact": served.description if served else None,
+            "limits": settings.public(),
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return router
+
+
+async def _by_id(service: Service, query, raw_id, k, exclude, exclude_seen, nprobe, ef_search):
+    served = service.served()
+    k = service.check_k(k)
+    params = service.params(nprobe, ef_search)
+    excluded = _split(exclude)
+    if excluded:
+        service.check_exclude(len(excluded))
+    data = await service.run(
+        answers.by_id,
+        served,
+        query,
+        raw_id,
+        k,
+        exclude=excluded,
+        exclude_seen=exclude_seen,
+        params=params,
+    )
+    return respond(data, served)
+
+
+async def _batch(service: Service, query: str, body: BatchRequest, exclude_seen: bool) -> Response:
+    served = service.served()
+    k = service.check_k(body.k)
+    params = service.params(body.nprobe, body.ef_search)
+    service.check_batch(len(body.ids))
+    _check_exclude(service, body.exclude)
+    data = await service.run(
+        answers.by_ids,
+        served,
+        query,
+        body.ids,
+        k,
+        exclude=body.exclude,
+        exclude_seen=exclude_seen,
+        params=params,
+    )
+    return respond(data, served)
+
+
+def _split(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _check_exclude(service: Service, exclude) -> None:
+    """Exclusion lists are capped too: each excluded id costs work in every query."""
+    if not exclude:
+        return
+    lists = exclude if isinstance(exclude[0], list) else [exclude]
+    service.check_exclude(max(len(e) for e in lists))
+
+
+def _search_query(served, space: str | None, query: str | None) -> str:
+    """The query kind a raw-vector search uses: given, or the space's default."""
+    kinds = served.rec.query_kinds
+    if query is None:
+        space = space or "items"
+        query = (
+            "similar_users"
+            if space == "users"
+            else ("recommend" if "recommend" in kinds else "similar_items")
+        )
+    target = answers.SPACES[query][1]
+    if space is not None and space != target:
+        raise ApiError(422, "invalid_argument", f"query {query} searches {target}, not {space}")
+    if query not in kinds:
+        raise ApiError(
+            422, "invalid_argument", f"{query} needs user embeddings, and this version has none"
+        )
+    return query
+
+
+# -- operations ------------------------------------------------------------------------------
+def _ops_routes(service: Service) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> Response:
+        """Liveness: the process answers."""
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @router.get("/readyz")
+    async def readyz() -> Response:
+        """Readiness: a version is loaded (a refused new version does not change this)."""
+        served = service.registry.current
+        if served is None:
+            last = service.registry.last_load or {}
+            body = {
+                "status": "not ready",
+                "loading": service.registry.loading,
+                "last_failure": last.get("reason"),
+            }
+            return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+        return Response(
+            orjson.dumps({"status": "ready", "version": served.version}),
+            media_type="application/json",
+        )
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        service.registry.release_retired()  # so the in-memory gauge is current when scraped
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
+
+    return router
+
+
+# -- admin -----------------------------------------------------------------------------------
+def _admin_routes(service: Service) -> APIRouter:
+    settings = service.settings
+    header = APIKeyHeader(name="X-API-Key", scheme_name="AdminKey", auto_error=False)
+
+    def admin_key(key: str | None = Security(header)) -> None:
+        if settings.admin_api_key is None:
+            raise ApiError(
+                403, "admin_disabled", "admin endpoints are off: set EMBRECALL_ADMIN_API_KEY"
+            )
+        if not key_matches(key, settings.admin_api_key):
+            raise ApiError(
+                401, "unauthorized", "missing or wrong admin API key (send it as X-API-Key)"
+            )
+
+    router = APIRouter(
+        prefix="/v1/admin",
+        dependencies=[Depends(admin_key)],
+        tags=["admin"],
+        responses={**ERRORS, 403: ERRORS[401], 409: ERRORS[401]},
+    )
+
+    @router.post("/versions/{version}/load", response_model=LoadResponse)
+    async def load_version(version: str, force: bool = False) -> Response:
+        """Load, verify and canary-check a version of the root, then swap it in.
+
+        The old version answers until the swap; a version that fails a check is refused (409)
+        and the old one keeps serving. Only a version id is accepted, never a path.
+        """
+        try:
+            check_version_id(version)
+        except InvalidArgumentError as exc:
+            raise ApiError(422, "invalid_version_id", str(exc)) from None
+        return await _admin_load(service, service.registry.load, version, force=force)
+
+    @router.post("/reload", response_model=LoadResponse)
+    async def reload() -> Response:
+        """Load the version the root's CURRENT pointer names now (retries a refused one)."""
+        return await _admin_load(service, service.registry.reload)
+
+    @router.get("/versions")
+    async def versions() -> Response:
+        """The root's versions, pointer and history, and the last load's outcome."""
+        registry = service.registry
+        body = {
+            **describe_source(registry.source),
+            "served": registry.current.version if registry.current else None,
+            "history": await anyio.to_thread.run_sync(_history, registry.source),
+            "last_load": registry.last_load,
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return router
+
+
+async def _admin_load(service: Service, fn, *args, **kwargs) -> Response:
+    try:
+        # in the registry's low-priority loader thread, never in a search thread
+        outcome = await asyncio.wrap_future(service.registry.submit(fn, *args, **kwargs))
+    except VersionRefused as refused:
+        if refused.reason == "unknown_version":
+            raise ApiError(404, "unknown_version", refused.message) from None
+        raise ApiError(
+            409,
+            "version_refused",
+            refused.message,
+            reason=refused.reason,
+            **({"canary": refused.details} if refused.details else {}),
+        ) from None
+    body = {
+        "version": outcome.version,
+        "status": outcome.status,
+        "previous": outcome.previous,
+        "seconds": round(outcome.seconds, 3),
+        "canary": outcome.canary,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _history(source) -> dict | None:
+    history = getattr(source, "history", None)
+    return history() if history is not None else None

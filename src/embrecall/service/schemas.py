@@ -1,0 +1,126 @@
+"""Request and response shapes of the HTTP API, separate from the library's internals.
+
+Request models validate bodies; response models document the answers in the OpenAPI schema
+(the routes write the JSON themselves with orjson, which is faster than re-validating it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from embrecall.errors import require_extra
+
+require_extra("fastapi", "server")
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr  # noqa: E402
+
+# Strict: a JSON true is not the id 1, and 1.5 is not an id at all.
+Id = StrictInt | StrictStr
+QueryName = Literal["recommend", "similar_items", "similar_users"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    k: int | None = Field(None, description="How many results per query (default: default_k).")
+    nprobe: int | None = Field(None, description="IVF lists to visit (approximate indexes).")
+    ef_search: int | None = Field(None, description="HNSW efSearch (approximate indexes).")
+
+
+class BatchRequest(_Request):
+    """Many query ids in one request."""
+
+    ids: list[Id] = Field(..., min_length=1, description="Query ids, at most max_batch.")
+    exclude: list[Id] | list[list[Id]] | None = Field(
+        None,
+        description="Ids to leave out: one list for every query, or one list per query.",
+    )
+
+
+class RecommendBatchRequest(BatchRequest):
+    exclude_seen: bool = Field(True, description="Leave out the items each user has seen.")
+
+
+class SearchRequest(_Request):
+    """Search by raw vector: ``vector`` for one query, ``vectors`` for a batch."""
+
+    vector: list[float] | None = Field(
+        None, description="One query vector of the index's dimension."
+    )
+    vectors: list[list[float]] | None = Field(None, description="A batch of query vectors.")
+    space: Literal["items", "users"] | None = Field(
+        None,
+        description="The space to search; items by default.",
+    )
+    query: QueryName | None = Field(
+        None,
+        description="Which query kind's index and metric: recommend (default for items, "
+        "the user-item score), similar_items, or similar_users (default for users).",
+    )
+    exclude: list[Id] | list[list[Id]] | None = Field(
+        None,
+        description="Ids to leave out: one list for every query, or one list per query.",
+    )
+
+
+class Result(BaseModel):
+    """One result: id, score, then the catalog's fields (title, genres, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Id
+    score: float
+
+
+class _Answer(BaseModel):
+    version: str = Field(..., description="The index version that answered.")
+    query: QueryName
+    k: int
+    metric: str
+    score: str = Field(..., description="The score's direction, e.g. 'higher is better'.")
+
+
+class QueryResponse(_Answer):
+    id: Id
+    results: list[Result]
+
+
+class BatchEntry(BaseModel):
+    id: Id | None = None
+    results: list[Result]
+
+
+class BatchResponse(_Answer):
+    batch: list[BatchEntry]
+
+
+class SearchResponse(_Answer):
+    space: str
+    results: list[Result] | None = None
+    batch: list[BatchEntry] | None = None
+
+
+class SeenResponse(BaseModel):
+    version: str
+    id: Id
+    items: list[Id]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class LoadResponse(BaseModel):
+    version: str
+    status: Literal["swapped", "unchanged"]
+    previous: str | None
+    seconds: float
+    canary: dict[str, Any] | None
+
+
+ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 503)}
