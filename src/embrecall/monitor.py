@@ -334,15 +334,21 @@ class LiveRecallMonitor:
                 if self._stop.is_set():
                     return
                 continue
-            if self._stop.is_set():
-                self._done(sample, None, None)
-                continue
-            try:
-                recall = _check(sample, self.k)
-            except Exception as exc:  # a bad sample must not kill the monitor
-                self._done(sample, None, f"{type(exc).__name__}: {exc}")
-            else:
-                self._done(sample, recall, None)
+            self._process(sample)
+            # Drop the reference while waiting for the next one: a sample holds its
+            # recommender, which must be freed once a swap has replaced it.
+            del sample
+
+    def _process(self, sample: _Sample) -> None:
+        if self._stop.is_set():
+            self._done(sample, None, None)
+            return
+        try:
+            recall = _check(sample, self.k)
+        except Exception as exc:  # a bad sample must not kill the monitor
+            self._done(sample, None, f"{type(exc).__name__}: {exc}")
+        else:
+            self._done(sample, recall, None)
 
     def _done(self, sample: _Sample, recall: float | None, error: str | None) -> None:
         with self._idle:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.registry import Served
 
 require_extra("orjson", "server")
@@ -37,12 +38,26 @@ def by_id(
     exclude: Sequence | None = None,
     exclude_seen: bool = True,
     params: Mapping[str, int] | None = None,
+    monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
-    """One query id: ``{"version", "query", "id", "k", "metric", "score", "results"}``."""
+    """One query id: ``{"version", "query", "id", "k", "metric", "score", "results"}``.
+
+    With a ``monitor``, a sample of these queries is re-answered exactly in the background.
+    """
     rec = served.rec
     source, target = SPACES[query]
     qid = _space(served, source, query).coerce_id(raw_id)
     ids, scores = getattr(rec, query)(qid, k, **_options(query, exclude, exclude_seen, params))
+    if monitor is not None:
+        monitor.observe(
+            query,
+            ids,
+            query_id=qid,
+            k=k,
+            exclude=exclude,
+            exclude_seen=exclude_seen,
+            recommender=rec,
+        )
     return orjson.dumps(
         {
             "version": served.version,
@@ -92,6 +107,7 @@ def by_vector(
     *,
     exclude: Sequence | None = None,
     params: Mapping[str, int] | None = None,
+    monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
     """Raw vectors: one (d,) vector gives ``results``, a (m, d) batch gives ``batch``."""
     rec = served.rec
@@ -109,6 +125,8 @@ def by_vector(
     }
     if ids.ndim == 1:
         answer["results"] = rec.results(ids, scores, space=target)
+        if monitor is not None:
+            monitor.observe(query, ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
         answer["batch"] = [{"results": r} for r in _rows(rec, ids, scores, target)]
     return orjson.dumps(answer)

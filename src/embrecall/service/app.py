@@ -18,6 +18,7 @@ from typing import Any
 
 from embrecall import __version__
 from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
 from embrecall.service.metrics import Metrics, MetricsMiddleware
@@ -71,6 +72,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         faiss.omp_set_num_threads(settings.omp_threads)
         if settings.search_threads:
             service.limiter = anyio.CapacityLimiter(settings.search_threads)
+        if settings.recall_sample_rate > 0:
+            monitor = LiveRecallMonitor(
+                None, sample_rate=settings.recall_sample_rate, k=settings.recall_k
+            )
+            monitor.register_prometheus(metrics.registry)
+            service.registry.on_swap = lambda served: monitor.set_recommender(served.rec)
+            service.monitor = monitor
         try:
             await anyio.to_thread.run_sync(service.registry.start)
         except VersionRefused as exc:
@@ -82,6 +90,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             yield
         finally:
             service.registry.stop()
+            if service.monitor is not None:
+                service.monitor.close()
 
     app = FastAPI(
         title="embrecall", version=__version__, description=DESCRIPTION, lifespan=lifespan

@@ -97,6 +97,8 @@ class VersionRegistry:
         self._pointer_error: str | None = None
         self._retired: list[weakref.ref] = []
         self.last_load: dict[str, Any] | None = None
+        # Called with each newly served version (e.g. to point the live recall monitor at it).
+        self.on_swap: Callable[[Served], None] | None = None
         # Admin loads run here, like the watcher's, at a lower CPU priority than searches.
         self._loader = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="embrecall-load", initializer=_lower_priority
@@ -178,6 +180,8 @@ class VersionRegistry:
                 raise
             seconds = time.perf_counter() - t0
             self._current = served  # the swap: readers see the old or the new snapshot
+            if self.on_swap is not None:
+                self.on_swap(served)
             previous = before.version if before is not None else None
             if before is not None:
                 self.metrics.swaps.inc()

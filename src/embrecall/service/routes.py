@@ -142,7 +142,14 @@ def _read_routes(service: Service) -> APIRouter:
         query = _search_query(served, body.space, body.query)
         vectors = body.vector if body.vector is not None else body.vectors
         data = await service.run(
-            answers.by_vector, served, query, vectors, k, exclude=body.exclude, params=params
+            answers.by_vector,
+            served,
+            query,
+            vectors,
+            k,
+            exclude=body.exclude,
+            params=params,
+            monitor=service.monitor,
         )
         return respond(data, served)
 
@@ -161,6 +168,7 @@ def _read_routes(service: Service) -> APIRouter:
             "canary": served.canary if served else None,
             "artifact": served.description if served else None,
             "limits": settings.public(),
+            "live_recall": service.monitor.snapshot() if service.monitor else None,
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -183,6 +191,7 @@ async def _by_id(service: Service, query, raw_id, k, exclude, exclude_seen, npro
         exclude=excluded,
         exclude_seen=exclude_seen,
         params=params,
+        monitor=service.monitor,
     )
     return respond(data, served)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embrecall.errors import require_extra
+from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.errors import ApiError
 from embrecall.service.metrics import Metrics
 from embrecall.service.registry import Served, VersionRegistry
@@ -41,6 +42,7 @@ class Service:
     metrics: Metrics
     limiter: anyio.CapacityLimiter | None = field(default=None, repr=False)
     startup_error: str | None = None  # why the first version did not load, if it did not
+    monitor: LiveRecallMonitor | None = None  # live recall of sampled queries; made at startup
 
     def served(self) -> Served:
         """The version to answer from, read once per request; 503 before the first load."""

@@ -73,6 +73,10 @@ class Settings(BaseModel):
     canary_queries: int = Field(20, ge=0, description="Canary query ids per query kind; 0: none.")
     canary_k: int = Field(10, ge=1)
     canary_min_recall: float = Field(0.9, ge=0, le=1)
+    recall_sample_rate: float = Field(
+        0.01, ge=0, le=1, description="Share of single queries re-checked exactly, off the path."
+    )
+    recall_k: int = Field(10, ge=1, description="Live recall is measured at this k.")
     log_level: str = "info"
     access_log: bool = False
 
