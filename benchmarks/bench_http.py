@@ -13,7 +13,7 @@ a catalog with title and genres):
    thread with one OpenMP thread (as the server runs faiss), back to back, and batched by 2, 4
    and 16 (does batching concurrent queries pay?);
 3. over HTTP, once with searches in worker threads and once on the event loop
-   (``search_threads`` = cores, then 0): starts ``python -m embrecall.service serve`` (one
+   (``search_threads`` = cores, then 0): starts ``python -m embrecall serve`` (one
    uvicorn worker) on loopback and drives ``GET /v1/users/{id}/recommendations?k=30`` with
    random users: closed loop at concurrency 1, 2, 4, 8, then open loop at 80/60/40/20% of the
    closed-loop maximum (latency from the scheduled send time); then the same queries in-process,
@@ -208,7 +208,7 @@ def _proc_ticks(pid) -> int:
 
 # -- server ----------------------------------------------------------------------------------
 class Server:
-    """``python -m embrecall.service serve TARGET --port 0`` in a subprocess."""
+    """``python -m embrecall serve TARGET --port 0`` in a subprocess."""
 
     def __init__(self, target: Path, env: dict | None = None) -> None:
         src = str(Path(embrecall.__file__).resolve().parents[1])
@@ -217,7 +217,7 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "embrecall.service",
+                "embrecall",
                 "serve",
                 str(target),
                 "--port",

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from eval_data import planted_interactions
 
-from embrecall.evaluate.commands import add_commands, main
+from embrecall.cli import main
+from embrecall.evaluate.commands import add_commands
 
 
 @pytest.fixture(scope="module")

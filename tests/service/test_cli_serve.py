@@ -33,7 +33,7 @@ def _run_py(code: str) -> subprocess.CompletedProcess:
 def _serve(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": SRC}
     return subprocess.Popen(
-        [sys.executable, "-m", "embrecall.service", "serve", *args, "--log-level", "info"],
+        [sys.executable, "-m", "embrecall", "serve", *args, "--log-level", "info"],
         env=env,
         stderr=subprocess.PIPE,
         text=True,
@@ -115,7 +115,7 @@ def test_serve_without_uvicorn_says_which_extra(artifacts):
     out = _run_py(
         "import sys\n"
         "sys.modules['uvicorn'] = None\n"
-        "from embrecall.service.commands import main\n"
+        "from embrecall.cli import main\n"
         f"sys.exit(main(['serve', {str(artifacts['v1'])!r}]))\n"
     )
     assert out.returncode == 1 and "embrecall[server]" in out.stderr

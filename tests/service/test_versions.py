@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from embrecall.cli import main as service_main
 from embrecall.errors import ArtifactError, InvalidArgumentError
-from embrecall.service.commands import main as service_main
 from embrecall.versions import (
     SingleArtifact,
     UnknownVersionError,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -262,24 +261,3 @@ def _params(params: dict[str, int]) -> str:
 
 def _json_default(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run ``eval`` / ``train`` without cli.py (for tests and until cli.py wires them in)."""
-    from embrecall.errors import EmbrecallError
-
-    parser = argparse.ArgumentParser(prog="embrecall")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except EmbrecallError as exc:
-        print(f"embrecall: error: {exc}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"embrecall: error: {exc.strerror}: {exc.filename}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -233,19 +233,3 @@ def _size(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m embrecall.service COMMAND ...``: these commands without the main CLI."""
-    from embrecall.errors import EmbrecallError
-
-    parser = argparse.ArgumentParser(prog="python -m embrecall.service")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except EmbrecallError as exc:
-        print(f"embrecall: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
