@@ -150,9 +150,6 @@ class Embeddings:
         except (KeyError, InputFormatError):
             return False
 
-    def ids_at(self, rows: np.ndarray) -> np.ndarray:
-        return self.ids[rows]
-
 
 def build_embeddings(
     ids: Sequence | np.ndarray,
