@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from embrecall._durable import fsync_dir
+from embrecall._durable import fsync_tree as _fsync_tree  # a name tests can patch
 from embrecall.embeddings import Embeddings
 from embrecall.errors import ArtifactError, EmbrecallError
 from embrecall.index import VectorIndex
@@ -145,21 +147,15 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _move_into_place(staging: Path, target: Path) -> None:
     if not target.exists():
         os.rename(staging, target)
+        fsync_dir(target.parent)
         return
     old = target.with_name(f".{target.name}.old-{os.getpid()}-{int(time.time())}")
     os.rename(target, old)
     os.rename(staging, target)
+    fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-
-
-# -- reading ---------------------------------------------------------------------------------
 def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     """The manifest of the artifact at ``path``, checked for format and version only."""
     root = Path(path)

@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from embrecall._durable import atomic_write_text, fsync_dir, fsync_tree
 from embrecall.artifact import MANIFEST, read_manifest, verify_artifact
 from embrecall.errors import ArtifactError, InvalidArgumentError
 
@@ -241,13 +242,13 @@ class VersionRoot:
                     os.rename(source, staged)
                 else:
                     shutil.copytree(source, staged)
-                _fsync_tree(staged)
+                fsync_tree(staged)
                 verify_artifact(staged)  # the copy, byte for byte, is what will be served
                 if check is not None:
                     check(staged)
                 os.utime(staged)  # its mtime is the publish time (copytree kept the source's)
                 os.rename(staged, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
             except BaseException:
                 if move and staged.exists() and not source.exists():
                     os.rename(staged, source)  # give the caller's artifact back
@@ -307,11 +308,11 @@ class VersionRoot:
         return before
 
     def _write_pointer(self, version: str) -> None:
-        _atomic_write(self.path / POINTER, version + "\n")
+        atomic_write_text(self.path / POINTER, version + "\n")
 
     def _write_history(self, history: dict[str, Any]) -> None:
         history["log"] = history["log"][-_LOG_LIMIT:]
-        _atomic_write(self.path / HISTORY, json.dumps(history, indent=1) + "\n")
+        atomic_write_text(self.path / HISTORY, json.dumps(history, indent=1) + "\n")
 
     def _fresh_id(self) -> str:
         base = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -404,34 +405,3 @@ def _append_log(history: dict[str, Any], action: str, version: str, before: str 
 
 def _is_version_id(name: str) -> bool:
     return bool(_VERSION_ID.fullmatch(name)) and not name.startswith(".")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_tree(root: Path) -> None:
-    for p in root.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    # the rename itself must reach the disk, or a crash could undo a publish that was reported
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from embrecall._durable import atomic_write_text
 from embrecall.batch.sinks.base import Sink, SinkError, SinkReader, SinkRun, new_version
 
 CURRENT = "CURRENT"
@@ -59,7 +60,7 @@ class ParquetSink(Sink):
             folder = self.root / version
             if pending is None:
                 folder.mkdir()
-                _write_atomic(
+                atomic_write_text(
                     folder / META,
                     json.dumps({**meta, "version": version, "status": "writing"}, indent=2),
                 )
@@ -128,9 +129,9 @@ class ParquetRun(SinkRun):
                 "status": "complete",
                 "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            _write_atomic(self.folder / META, json.dumps(stored, indent=2))
-            _write_atomic(self.folder / SUCCESS, "")
-            _write_atomic(root / CURRENT, self.version + "\n")  # the flip
+            atomic_write_text(self.folder / META, json.dumps(stored, indent=2))
+            atomic_write_text(self.folder / SUCCESS, "")
+            atomic_write_text(root / CURRENT, self.version + "\n")  # the flip
             for old in self.sink.versions():
                 if old in (self.version, previous):
                     continue
@@ -206,12 +207,3 @@ def read_current(root: Path) -> str | None:
         return (root / CURRENT).read_text().strip() or None
     except FileNotFoundError:
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
