@@ -97,6 +97,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     from embrecall import load
+    from embrecall.display import query_output
 
     method, _, _ = QUERY_COMMANDS[args.command]
     rec = load(args.artifact, verify=not args.no_verify)
@@ -115,25 +116,18 @@ def _cmd_query(args: argparse.Namespace) -> int:
     ids, scores = getattr(rec, method)(args.id, **kwargs)
     space = "users" if method == "similar_users" else "items"
     results = rec.results(ids, scores, space=space)
-    if args.json:
-        query = rec.describe()["queries"][method]
-        print(
-            json.dumps(
-                {
-                    "query": method,
-                    "id": _parsed_id(rec, args.id, method),
-                    "k": args.k,
-                    "metric": query["metric"],
-                    "score": query["score"],
-                    "results": results,
-                },
-                ensure_ascii=False,
-            )
+    query = rec.describe()["queries"][method]
+    print(
+        query_output(
+            results,
+            as_json=args.json,
+            query=method,
+            id=_parsed_id(rec, args.id, method),
+            k=args.k,
+            metric=query["metric"],
+            score=query["score"],
         )
-    else:
-        from embrecall.display import results_table
-
-        print(results_table(results))
+    )
     return 0
 
 

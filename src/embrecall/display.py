@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,27 @@ def results_table(results: Sequence[dict[str, Any]], *, score_digits: int = 4) -
         for rank, r in enumerate(results, 1)
     ]
     return table(header, rows, right_aligned={0, 2})
+
+
+def query_output(
+    results: Sequence[dict[str, Any]],
+    *,
+    as_json: bool,
+    query: str,
+    id: Any,
+    k: int,
+    metric: str,
+    score: str,
+) -> str:
+    """A query's answer as the CLI prints it: the ``--json`` object, or a table.
+
+    The JSON shape (``query, id, k, metric, score, results``) is what scripts rely on; the online
+    ``recommend`` and the offline ``cached`` both print it from here.
+    """
+    if not as_json:
+        return results_table(results)
+    body = {"query": query, "id": id, "k": k, "metric": metric, "score": score, "results": results}
+    return json.dumps(body, ensure_ascii=False)
 
 
 def table(

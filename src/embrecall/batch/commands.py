@@ -219,22 +219,17 @@ def run_cached_command(args: argparse.Namespace) -> int:
         parsed = coerce_id(args.id, described["id_kind"])
     finally:
         recall.close()
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "query": query,
-                    "id": parsed,
-                    "k": args.k if args.k else described["k"],
-                    "metric": described["metric"],
-                    "score": described["score"],
-                    "results": results,
-                },
-                ensure_ascii=False,
-            )
-        )
-    else:
-        from embrecall.display import results_table
+    from embrecall.display import query_output
 
-        print(results_table(results))
+    print(
+        query_output(
+            results,
+            as_json=args.json,
+            query=query,
+            id=parsed,
+            k=args.k if args.k else described["k"],
+            metric=described["metric"],
+            score=described["score"],
+        )
+    )
     return 0
