@@ -30,9 +30,11 @@ def exact_rec():
     seen = [rng.choice(np.flatnonzero(labels == f), 20, replace=False) for f in favourite]
     seen_ids = np.concatenate([item_ids[s] for s in seen])
     interactions = Interactions(np.repeat(user_ids, 20), seen_ids)
-    return Recommender.build(Embeddings(item_ids, items.astype(np.float32)),
-                             Embeddings(user_ids, users.astype(np.float32)),
-                             interactions=interactions)
+    return Recommender.build(
+        Embeddings(item_ids, items.astype(np.float32)),
+        Embeddings(user_ids, users.astype(np.float32)),
+        interactions=interactions,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,9 @@ def weak_rec():
     rng = np.random.default_rng(2)
     items = Embeddings(np.arange(3000), rng.standard_normal((3000, 16)).astype(np.float32))
     users = Embeddings(np.arange(100) + 10, rng.standard_normal((100, 16)).astype(np.float32))
-    return Recommender.build(items, users, index={"recommend": "IVF64,Flat"},
-                             search_params={"recommend": {"nprobe": 1}})
+    return Recommender.build(
+        items, users, index={"recommend": "IVF64,Flat"}, search_params={"recommend": {"nprobe": 1}}
+    )
 
 
 def _serve_all_kinds(rec: Recommender, monitor: LiveRecallMonitor, n: int = 15) -> None:
@@ -127,10 +130,12 @@ def test_sampling_rate_is_respected_and_seeded(exact_rec):
     ids, _ = exact_rec.recommend(exact_rec.users.ids[0], k=10)
 
     def sampled(seed: int) -> list[bool]:
-        monitor = LiveRecallMonitor(exact_rec, sample_rate=0.1, max_queue=10_000, seed=seed,
-                                    start=False)
-        out = [monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0])
-               for _ in range(2000)]
+        monitor = LiveRecallMonitor(
+            exact_rec, sample_rate=0.1, max_queue=10_000, seed=seed, start=False
+        )
+        out = [
+            monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0]) for _ in range(2000)
+        ]
         monitor.close()
         return out
 
@@ -166,8 +171,9 @@ def test_swap_restarts_the_windows_and_ignores_the_old_recommender(exact_rec, we
     assert snap["query_kinds"]["recommend"]["checked"] == 6  # counters keep counting
     ids, _ = exact_rec.recommend(exact_rec.users.ids[0], k=10)
     # An answer from the old recommender after the swap is not sampled.
-    assert not monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0],
-                               recommender=exact_rec)
+    assert not monitor.observe(
+        "recommend", ids, query_id=exact_rec.users.ids[0], recommender=exact_rec
+    )
     monitor.close()
     monitor.close()
     assert not monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0])
@@ -230,15 +236,17 @@ def test_batches_are_observed_row_by_row_without_padding(exact_rec):
     users = list(exact_rec.users.ids[:6])
     with LiveRecallMonitor(exact_rec, sample_rate=1.0) as monitor:
         ids, _ = exact_rec.recommend(users, k=10, exclude=[[exact_rec.items.ids[0]]] * 6)
-        queued = monitor.observe_batch("recommend", ids, query_ids=users, k=10,
-                                       exclude=[[exact_rec.items.ids[0]]] * 6)
+        queued = monitor.observe_batch(
+            "recommend", ids, query_ids=users, k=10, exclude=[[exact_rec.items.ids[0]]] * 6
+        )
         vectors = exact_rec.items.vectors[:3]
         per_row = [list(exact_rec.items.ids[:5]), [], []]
         # k = every item, so the row with 5 exclusions is padded with -1.
         ids, _ = exact_rec.search("similar_items", vectors, k=500, exclude=per_row)
         assert (ids[0] == -1).sum() == 5 and not (ids[1:] == -1).any()
-        queued += monitor.observe_batch("similar_items", ids, vectors=vectors, k=500,
-                                        exclude=per_row)
+        queued += monitor.observe_batch(
+            "similar_items", ids, vectors=vectors, k=500, exclude=per_row
+        )
         monitor.flush(timeout=10)
         snap = monitor.snapshot()
     assert queued == 9 and snap["errors"] == 0, snap["last_error"]
@@ -251,7 +259,8 @@ def test_nothing_is_sampled_before_a_recommender_is_set(exact_rec):
         ids, _ = exact_rec.recommend(exact_rec.users.ids[0], k=10)
         assert not monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0])
         monitor.set_recommender(exact_rec)
-        assert monitor.observe("recommend", ids, query_id=exact_rec.users.ids[0],
-                               recommender=exact_rec)
+        assert monitor.observe(
+            "recommend", ids, query_id=exact_rec.users.ids[0], recommender=exact_rec
+        )
         assert monitor.flush(timeout=10)
         assert monitor.snapshot()["query_kinds"]["recommend"]["recall"] == 1.0

@@ -265,10 +265,14 @@ class LiveRecallMonitor:
             row = served_ids[i]
             row = row[(row != -1) & (row != None)]  # noqa: E711 -- padding is -1 or None
             queued += self.observe(
-                query_kind, row,
+                query_kind,
+                row,
                 query_id=None if query_ids is None else query_ids[i],
                 vector=None if vectors is None else vectors[i],
-                k=k, exclude=exclusions[i], exclude_seen=exclude_seen, recommender=recommender,
+                k=k,
+                exclude=exclusions[i],
+                exclude_seen=exclude_seen,
+                recommender=recommender,
             )
         return queued
 
@@ -299,7 +303,8 @@ class LiveRecallMonitor:
                 "errors": self._errors,
                 "last_error": self._last_error,
                 "seconds_since_last_check": (
-                    None if self._last_check is None
+                    None
+                    if self._last_check is None
                     else round(time.monotonic() - self._last_check, 3)
                 ),
                 "query_kinds": kinds,
@@ -430,11 +435,13 @@ class _PrometheusCollector:
             labels=["query_kind"],
         )
         samples = GaugeMetricFamily(
-            f"{p}_live_recall_window_samples", "Checks in the rolling recall window",
+            f"{p}_live_recall_window_samples",
+            "Checks in the rolling recall window",
             labels=["query_kind"],
         )
         checked = CounterMetricFamily(
-            f"{p}_live_recall_checked", "Sampled live queries checked against exact search",
+            f"{p}_live_recall_checked",
+            "Sampled live queries checked against exact search",
             labels=["query_kind"],
         )
         dropped = CounterMetricFamily(

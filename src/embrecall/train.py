@@ -107,12 +107,27 @@ def train_als(
     t0 = time.perf_counter()
     fit = _fit_implicit if backend == "implicit" else _fit_spark
     user_vectors, item_vectors = fit(
-        user_codes, item_codes, values, len(user_ids), len(item_ids),
-        factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
-        seed=seed, threads=threads, progress=progress,
+        user_codes,
+        item_codes,
+        values,
+        len(user_ids),
+        len(item_ids),
+        factors=factors,
+        iterations=iterations,
+        regularization=regularization,
+        alpha=alpha,
+        seed=seed,
+        threads=threads,
+        progress=progress,
     )
-    log.info("trained %s ALS (%d users x %d items, %d factors) in %.2fs",
-             backend, len(user_ids), len(item_ids), factors, time.perf_counter() - t0)
+    log.info(
+        "trained %s ALS (%d users x %d items, %d factors) in %.2fs",
+        backend,
+        len(user_ids),
+        len(item_ids),
+        factors,
+        time.perf_counter() - t0,
+    )
     source = f"ALS ({backend}) on {interactions.source}"
     return (
         Embeddings(np.asarray(user_ids), user_vectors, source=f"{source}: users"),
@@ -134,8 +149,19 @@ def write_spark_csv(embeddings: Embeddings, path: str | os.PathLike) -> None:
 
 # -- backends --------------------------------------------------------------------------------
 def _fit_implicit(
-    user_codes, item_codes, values, n_users, n_items, *, factors, iterations, regularization,
-    alpha, seed, threads, progress,
+    user_codes,
+    item_codes,
+    values,
+    n_users,
+    n_items,
+    *,
+    factors,
+    iterations,
+    regularization,
+    alpha,
+    seed,
+    threads,
+    progress,
 ) -> tuple[np.ndarray, np.ndarray]:
     require_extra("implicit", "eval")
     scipy_sparse = require_extra("scipy.sparse", "eval")
@@ -146,12 +172,18 @@ def _fit_implicit(
     ).tocsr()
     with _single_threaded_blas():
         model = AlternatingLeastSquares(
-            factors=factors, iterations=iterations, regularization=regularization, alpha=alpha,
-            random_state=seed, num_threads=threads,
+            factors=factors,
+            iterations=iterations,
+            regularization=regularization,
+            alpha=alpha,
+            random_state=seed,
+            num_threads=threads,
         )
         model.fit(matrix, show_progress=not bar_disabled(progress))
-    return (np.ascontiguousarray(model.user_factors, dtype=np.float32),
-            np.ascontiguousarray(model.item_factors, dtype=np.float32))
+    return (
+        np.ascontiguousarray(model.user_factors, dtype=np.float32),
+        np.ascontiguousarray(model.item_factors, dtype=np.float32),
+    )
 
 
 @contextlib.contextmanager
@@ -168,16 +200,32 @@ def _single_threaded_blas():
 
 
 def _fit_spark(
-    user_codes, item_codes, values, n_users, n_items, *, factors, iterations, regularization,
-    alpha, seed, threads, progress,
+    user_codes,
+    item_codes,
+    values,
+    n_users,
+    n_items,
+    *,
+    factors,
+    iterations,
+    regularization,
+    alpha,
+    seed,
+    threads,
+    progress,
 ) -> tuple[np.ndarray, np.ndarray]:
     require_extra("pyspark", "spark")
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import SparkSession
 
     # Spark ALS takes int32 ids: the codes 0..n-1 are, and map back to the external ids.
-    frame = pd.DataFrame({"user": user_codes.astype(np.int32), "item": item_codes.astype(np.int32),
-                          "value": values.astype(np.float32)})
+    frame = pd.DataFrame(
+        {
+            "user": user_codes.astype(np.int32),
+            "item": item_codes.astype(np.int32),
+            "value": values.astype(np.float32),
+        }
+    )
     spark = (
         SparkSession.builder.master(f"local[{threads or '*'}]")
         .appName("embrecall-train")
@@ -185,8 +233,16 @@ def _fit_spark(
         .getOrCreate()
     )
     als = ALS(
-        rank=factors, maxIter=iterations, regParam=regularization, alpha=alpha, implicitPrefs=True,
-        seed=seed, userCol="user", itemCol="item", ratingCol="value", nonnegative=False,
+        rank=factors,
+        maxIter=iterations,
+        regParam=regularization,
+        alpha=alpha,
+        implicitPrefs=True,
+        seed=seed,
+        userCol="user",
+        itemCol="item",
+        ratingCol="value",
+        nonnegative=False,
     )
     model = als.fit(spark.createDataFrame(frame))
     users = _spark_factors(model.userFactors.toPandas(), n_users, factors)
@@ -210,8 +266,11 @@ def _pairs(
     summed = frame.groupby(["user", "item"], sort=False, as_index=False)["value"].sum()
     if binary:
         summed["value"] = 1.0
-    return (summed["user"].to_numpy(np.int64), summed["item"].to_numpy(np.int64),
-            summed["value"].to_numpy(np.float64))
+    return (
+        summed["user"].to_numpy(np.int64),
+        summed["item"].to_numpy(np.int64),
+        summed["value"].to_numpy(np.float64),
+    )
 
 
 def _values(interactions: Interactions, weighting: str) -> np.ndarray:

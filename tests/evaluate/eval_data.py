@@ -49,8 +49,11 @@ def planted_interactions(
         ratings.append(np.where(item_cluster[picked] == favourite[u], 5.0, 3.0))
         times.append(1_500_000_000 + rng.choice(10_000_000, count, replace=False))
     inter = Interactions(
-        np.concatenate(users), np.concatenate(items), np.concatenate(ratings),
-        np.concatenate(times), source="planted",
+        np.concatenate(users),
+        np.concatenate(items),
+        np.concatenate(ratings),
+        np.concatenate(times),
+        source="planted",
     )
     return inter, favourite, item_cluster
 
@@ -79,5 +82,6 @@ def small_recommender(*, string_ids: bool = False, metrics=None, seed: int = 0):
     return Recommender.build(
         Embeddings(item_ids, item_vectors.astype(np.float32)),
         Embeddings(user_ids, user_vectors.astype(np.float32)),
-        interactions=interactions, metrics=metrics,
+        interactions=interactions,
+        metrics=metrics,
     )

@@ -17,8 +17,14 @@ from embrecall.evaluate.commands import add_commands
 def ratings(tmp_path_factory):
     inter, _, _ = planted_interactions(n_users=120, n_items=200, seed=6)
     path = tmp_path_factory.mktemp("data") / "ratings.csv"
-    pd.DataFrame({"userId": inter.users, "movieId": inter.items, "rating": inter.ratings,
-                  "timestamp": inter.timestamps}).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "userId": inter.users,
+            "movieId": inter.items,
+            "rating": inter.ratings,
+            "timestamp": inter.timestamps,
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -26,28 +32,65 @@ def ratings(tmp_path_factory):
 def run_dir(ratings, tmp_path_factory):
     pytest.importorskip("implicit")
     out = tmp_path_factory.mktemp("run") / "exp"
-    assert main(["train", str(ratings), "--out", str(out), "--factors", "16", "--iterations",
-                 "8", "--threads", "1", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ratings),
+                "--out",
+                str(out),
+                "--factors",
+                "16",
+                "--iterations",
+                "8",
+                "--threads",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 def test_train_writes_embeddings_split_artifact_and_record(run_dir):
     names = {p.name for p in run_dir.iterdir()}
-    assert names == {"user_embedding.csv", "item_embedding.csv", "train.parquet", "test.parquet",
-                     "artifact", "experiment.json"}
+    assert names == {
+        "user_embedding.csv",
+        "item_embedding.csv",
+        "train.parquet",
+        "test.parquet",
+        "artifact",
+        "experiment.json",
+    }
     record = json.loads((run_dir / "experiment.json").read_text())
     assert record["split"]["strategy"] == "per_user" and record["als"]["factors"] == 16
     test = pd.read_parquet(run_dir / "test.parquet")
     train = pd.read_parquet(run_dir / "train.parquet")
     assert list(test.columns) == ["user_id", "item_id", "rating", "timestamp"]
     assert len(test) == record["split"]["test_interactions"]
-    assert (train.groupby("user_id").timestamp.max().loc[test.user_id.unique()]
-            <= test.groupby("user_id").timestamp.min()).all()
+    assert (
+        train.groupby("user_id").timestamp.max().loc[test.user_id.unique()]
+        <= test.groupby("user_id").timestamp.min()
+    ).all()
 
 
 def test_eval_prints_recall_and_quality_tables(run_dir, capsys):
-    code = main(["eval", str(run_dir / "artifact"), "--test", str(run_dir / "test.parquet"),
-                 "--queries", "20", "-k", "10", "--quality-k", "5,10", "-q"])
+    code = main(
+        [
+            "eval",
+            str(run_dir / "artifact"),
+            "--test",
+            str(run_dir / "test.parquet"),
+            "--queries",
+            "20",
+            "-k",
+            "10",
+            "--quality-k",
+            "5,10",
+            "-q",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "index recall against exact search (20 sampled ids" in out
@@ -60,8 +103,21 @@ def test_eval_prints_recall_and_quality_tables(run_dir, capsys):
 def test_eval_json_and_plots(run_dir, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     plots = tmp_path / "plots"
-    code = main(["eval", str(run_dir / "artifact"), "--test", str(run_dir / "test.parquet"),
-                 "--queries", "10", "-k", "10,20", "--json", "--plots", str(plots)])
+    code = main(
+        [
+            "eval",
+            str(run_dir / "artifact"),
+            "--test",
+            str(run_dir / "test.parquet"),
+            "--queries",
+            "10",
+            "-k",
+            "10,20",
+            "--json",
+            "--plots",
+            str(plots),
+        ]
+    )
     data = json.loads(capsys.readouterr().out)
     assert code == 0
     assert {p["k"] for p in data["index_recall"]} == {10, 20}
@@ -89,9 +145,12 @@ def test_train_refuses_to_overwrite_and_errors_are_one_line(run_dir, ratings, tm
 
 
 def test_bad_numbers_are_refused_by_argparse(capsys):
-    for argv in (["eval", "a", "-k", "0"], ["eval", "a", "-k", "x"],
-                 ["train", "r", "--out", "o", "--holdout", "1.5"],
-                 ["train", "r", "--out", "o", "--holdout", "0"]):
+    for argv in (
+        ["eval", "a", "-k", "0"],
+        ["eval", "a", "-k", "x"],
+        ["train", "r", "--out", "o", "--holdout", "1.5"],
+        ["train", "r", "--out", "o", "--holdout", "0"],
+    ):
         with pytest.raises(SystemExit):
             main(argv)
     assert "expected" in capsys.readouterr().err
@@ -100,8 +159,24 @@ def test_bad_numbers_are_refused_by_argparse(capsys):
 def test_no_split_trains_on_everything_and_writes_no_test(ratings, tmp_path):
     pytest.importorskip("implicit")
     out = tmp_path / "all"
-    assert main(["train", str(ratings), "--out", str(out), "--no-split", "--no-artifact",
-                 "--factors", "4", "--iterations", "2", "-q"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(ratings),
+                "--out",
+                str(out),
+                "--no-split",
+                "--no-artifact",
+                "--factors",
+                "4",
+                "--iterations",
+                "2",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert not (out / "test.parquet").exists() and not (out / "artifact").exists()
     users = pd.read_csv(out / "user_embedding.csv")
     assert len(users) == 120 and len(json.loads(users["features"][0])) == 4
@@ -113,7 +188,8 @@ def test_add_commands_plugs_into_a_parser_like_cli_py():
     add_commands(sub)
     args = parser.parse_args(["eval", "ART", "-k", "10,50", "--sweep"])
     assert args.k == [10, 50] and args.sweep and callable(args.run)
-    args = parser.parse_args(["train", "r.csv", "--out", "o", "--holdout", "1", "--split",
-                              "global"])
+    args = parser.parse_args(
+        ["train", "r.csv", "--out", "o", "--holdout", "1", "--split", "global"]
+    )
     assert args.holdout == 1 and isinstance(args.holdout, int) and callable(args.run)
     assert args.split == "global"

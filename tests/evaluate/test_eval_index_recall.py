@@ -54,8 +54,9 @@ def test_tiny_nprobe_scores_measurably_lower_and_full_nprobe_is_exact(ivf_rec):
 
 
 def test_sweep_walks_nprobe_up_to_nlist_and_recall_rises(ivf_rec):
-    points = measure_index_recall(ivf_rec, ks=(10,), n_queries=40, sweep=True,
-                                  query_kinds=["recommend"])
+    points = measure_index_recall(
+        ivf_rec, ks=(10,), n_queries=40, sweep=True, query_kinds=["recommend"]
+    )
     assert [p.params["nprobe"] for p in points] == [1, 2, 4, 8, 16, 32, 64]
     recalls = [p.recall for p in points]
     assert recalls[-1] == 1.0 and recalls[0] < recalls[3] < recalls[-1]

@@ -28,15 +28,17 @@ def test_ml_latest_small_als_beats_popularity_and_ivf_recall_rises_with_nprobe()
     assert split.info["test_users"] == 610
     assert split.info["train_interactions"] + split.info["test_interactions"] == 100_836
     users, items = train_als(split.train, progress=False)
-    rec = Recommender.build(items, users, interactions=split.train,
-                            index={"recommend": "IVF64,Flat"})
+    rec = Recommender.build(
+        items, users, interactions=split.train, index={"recommend": "IVF64,Flat"}
+    )
     report = evaluate_quality(rec, split.test, ks=(10,), progress=False)
     # Measured 0.53 vs 0.38 (HitRate@10) and 0.12 vs 0.087 (NDCG@10); see docs/evaluation.md.
     assert report.value("model", 10, "hit_rate") > report.value("popularity", 10, "hit_rate") + 0.08
     assert report.value("model", 10, "ndcg") > 1.2 * report.value("popularity", 10, "ndcg")
     low, high = (
-        measure_index_recall(rec, ks=(10,), n_queries=60, query_kinds=["recommend"],
-                             params={"nprobe": n})[0].recall
+        measure_index_recall(
+            rec, ks=(10,), n_queries=60, query_kinds=["recommend"], params={"nprobe": n}
+        )[0].recall
         for n in (1, 64)
     )
     assert low < 0.7 and high == 1.0

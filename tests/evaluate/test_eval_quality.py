@@ -70,8 +70,16 @@ def test_trained_embeddings_beat_popularity_on_planted_tastes():
 
     inter, _, _ = planted_interactions(n_users=300, n_items=400, seed=11)
     split = time_split(inter, holdout=0.2)
-    users, items = train_als(split.train, factors=16, iterations=10, regularization=0.05,
-                             alpha=10.0, seed=0, threads=1, progress=False)
+    users, items = train_als(
+        split.train,
+        factors=16,
+        iterations=10,
+        regularization=0.05,
+        alpha=10.0,
+        seed=0,
+        threads=1,
+        progress=False,
+    )
     rec = Recommender.build(items, users, interactions=split.train)
     report = evaluate_quality(rec, split.test, ks=(10, 20), progress=False)
     model_hr = report.value("model", 10, "hit_rate")

@@ -62,7 +62,8 @@ def test_global_split_cuts_everyone_at_one_time_and_drops_cold_users():
     inter, _, _ = planted_interactions(n_users=60, seed=4)
     # A latecomer whose whole history falls after every other interaction.
     late = Interactions(
-        np.r_[inter.users, [999] * 6], np.r_[inter.items, np.arange(6) * 3 + 5000],
+        np.r_[inter.users, [999] * 6],
+        np.r_[inter.items, np.arange(6) * 3 + 5000],
         timestamps=np.r_[inter.timestamps, np.arange(6) + 2_000_000_000],
     )
     split = time_split(late, holdout=0.25, strategy="global")
@@ -78,7 +79,8 @@ def test_global_split_cuts_everyone_at_one_time_and_drops_cold_users():
 @given(
     rows=st.lists(
         st.tuples(st.integers(0, 5), st.integers(0, 30), st.integers(0, 20)),
-        min_size=1, max_size=60,
+        min_size=1,
+        max_size=60,
     ),
     holdout=st.one_of(st.floats(0.05, 0.95), st.integers(1, 4)),
     min_interactions=st.integers(1, 6),
@@ -103,14 +105,19 @@ def test_per_user_split_properties(rows, holdout, min_interactions):
 @given(
     rows=st.lists(
         st.tuples(st.integers(0, 5), st.integers(0, 30), st.integers(0, 20)),
-        min_size=1, max_size=60,
+        min_size=1,
+        max_size=60,
     ),
     holdout=st.floats(0.05, 0.95),
 )
 def test_global_split_properties(rows, holdout):
     users, items, times = (np.array(c) for c in zip(*rows))
-    split = time_split(Interactions(users, items, timestamps=times), holdout=holdout,
-                       strategy="global", min_interactions=1)
+    split = time_split(
+        Interactions(users, items, timestamps=times),
+        holdout=holdout,
+        strategy="global",
+        min_interactions=1,
+    )
     if len(split.train) and len(split.test):
         assert split.train.timestamps.max() < split.test.timestamps.min()
     assert set(split.test.users.tolist()) <= set(split.train.users.tolist())

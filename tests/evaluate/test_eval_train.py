@@ -63,8 +63,10 @@ def test_string_ids_and_rating_weighting():
 def test_refusals():
     inter = Interactions([1], [2])
     for kwargs, message in (
-        ({"factors": 0}, "factors"), ({"iterations": 1.5}, "iterations"),
-        ({"alpha": 0}, "alpha"), ({"backend": "torch"}, "backend"),
+        ({"factors": 0}, "factors"),
+        ({"iterations": 1.5}, "iterations"),
+        ({"alpha": 0}, "alpha"),
+        ({"backend": "torch"}, "backend"),
         ({"weighting": "tf"}, "weighting"),
     ):
         with pytest.raises(InvalidArgumentError, match=message):
@@ -105,8 +107,10 @@ def test_spark_csv_reads_back_with_read_embeddings(tmp_path, trained):
     np.testing.assert_array_equal(back.vectors, users.vectors)
 
 
-@pytest.mark.skipif(not os.environ.get("EMBRECALL_TEST_SPARK"),
-                    reason="starts a JVM (~40 s); set EMBRECALL_TEST_SPARK=1 to run")
+@pytest.mark.skipif(
+    not os.environ.get("EMBRECALL_TEST_SPARK"),
+    reason="starts a JVM (~40 s); set EMBRECALL_TEST_SPARK=1 to run",
+)
 def test_spark_backend_learns_the_planted_tastes_too():
     pytest.importorskip("pyspark")
     from embrecall.evaluate.quality import evaluate_quality
@@ -115,9 +119,18 @@ def test_spark_backend_learns_the_planted_tastes_too():
 
     inter, _, _ = planted_interactions(n_users=300, n_items=400, seed=11)
     split = time_split(inter, holdout=0.2)
-    users, items = train_als(split.train, factors=16, iterations=10, regularization=0.05,
-                             alpha=10.0, backend="spark", threads=2, progress=False)
+    users, items = train_als(
+        split.train,
+        factors=16,
+        iterations=10,
+        regularization=0.05,
+        alpha=10.0,
+        backend="spark",
+        threads=2,
+        progress=False,
+    )
     assert set(users.ids.tolist()) == set(split.train.users.tolist())
-    report = evaluate_quality(Recommender.build(items, users, interactions=split.train),
-                              split.test, ks=(10,))
+    report = evaluate_quality(
+        Recommender.build(items, users, interactions=split.train), split.test, ks=(10,)
+    )
     assert report.value("model", 10, "hit_rate") >= report.value("popularity", 10, "hit_rate") + 0.4

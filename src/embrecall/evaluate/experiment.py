@@ -31,8 +31,14 @@ from embrecall.train import train_als, write_spark_csv
 
 log = logging.getLogger("embrecall")
 
-FILES = ("user_embedding.csv", "item_embedding.csv", "train.parquet", "test.parquet",
-         "experiment.json", "artifact")
+FILES = (
+    "user_embedding.csv",
+    "item_embedding.csv",
+    "train.parquet",
+    "test.parquet",
+    "experiment.json",
+    "artifact",
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,9 @@ def run_experiment(
     t0 = time.perf_counter()
     parts: Split | None = None
     if split:
-        parts = time_split(interactions, holdout=holdout, strategy=strategy,
-                           min_interactions=min_interactions)
+        parts = time_split(
+            interactions, holdout=holdout, strategy=strategy, min_interactions=min_interactions
+        )
         train = parts.train
     else:
         train = interactions
@@ -108,8 +115,9 @@ def run_experiment(
         paths["test.parquet"].unlink()  # a stale test part from an earlier run would mislead
     t3 = time.perf_counter()
     if artifact:
-        rec = Recommender.build(items, users, catalog=catalog, interactions=train, index=index,
-                                progress=progress)
+        rec = Recommender.build(
+            items, users, catalog=catalog, interactions=train, index=index, progress=progress
+        )
         rec.save(str(paths["artifact"]), overwrite=overwrite)
     t4 = time.perf_counter()
     record = {
@@ -120,16 +128,30 @@ def run_experiment(
         "users": len(users),
         "items": len(items),
         "index": index or "Flat",
-        "seconds": {"split": round(t1 - t0, 3), "train": round(t2 - t1, 3),
-                    "write": round(t3 - t2, 3), "artifact": round(t4 - t3, 3)},
+        "seconds": {
+            "split": round(t1 - t0, 3),
+            "train": round(t2 - t1, 3),
+            "write": round(t3 - t2, 3),
+            "artifact": round(t4 - t3, 3),
+        },
     }
     paths["experiment.json"].write_text(json.dumps(record, indent=2, default=str) + "\n")
-    log.info("experiment in %s: split %.2fs, train %.2fs, write %.2fs, artifact %.2fs",
-             root, t1 - t0, t2 - t1, t3 - t2, t4 - t3)
+    log.info(
+        "experiment in %s: split %.2fs, train %.2fs, write %.2fs, artifact %.2fs",
+        root,
+        t1 - t0,
+        t2 - t1,
+        t3 - t2,
+        t4 - t3,
+    )
     return Experiment(
-        root, paths["user_embedding.csv"], paths["item_embedding.csv"], paths["train.parquet"],
+        root,
+        paths["user_embedding.csv"],
+        paths["item_embedding.csv"],
+        paths["train.parquet"],
         paths["test.parquet"] if parts is not None else None,
-        paths["artifact"] if artifact else None, record,
+        paths["artifact"] if artifact else None,
+        record,
     )
 
 

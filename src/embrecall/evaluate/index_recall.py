@@ -121,19 +121,30 @@ def measure_index_recall(
         settings = _settings(rec, sample.kind, params, sweep)
         combos = [(setting, k) for setting in settings for k in ks]
         bar = tqdm(
-            total=len(combos) * len(sample.ids), desc=f"recall of {name}", unit="query",
+            total=len(combos) * len(sample.ids),
+            desc=f"recall of {name}",
+            unit="query",
             disable=bar_disabled(progress),
         )
         points.extend(_measure(rec, sample, combos, bar))
         bar.close()
-        log.info("index recall of %s: %d settings x %d k in %.2fs",
-                 name, len(settings), len(ks), time.perf_counter() - t0)
+        log.info(
+            "index recall of %s: %d settings x %d k in %.2fs",
+            name,
+            len(settings),
+            len(ks),
+            time.perf_counter() - t0,
+        )
     return points
 
 
 # -- sampling and the exact answer -----------------------------------------------------------
 def _sample(
-    rec: Recommender, kind: QueryKind, n: int, k: int, rng: np.random.Generator,
+    rec: Recommender,
+    kind: QueryKind,
+    n: int,
+    k: int,
+    rng: np.random.Generator,
     progress: bool | None,
 ) -> _Sample:
     space = rec.items if kind.query_space == "items" else rec.users
@@ -142,7 +153,8 @@ def _sample(
     if kind.name == "recommend":
         seen = rec.seen
         exclude = [
-            np.asarray(seen.rows_for(int(r)), dtype=np.int64) if seen is not None
+            np.asarray(seen.rows_for(int(r)), dtype=np.int64)
+            if seen is not None
             else np.empty(0, dtype=np.int64)
             for r in rows
         ]
@@ -151,15 +163,29 @@ def _sample(
     else:
         exclude = [np.empty(0, dtype=np.int64) for _ in rows]
     vectors = space.vectors[rows]
-    exact_scores, exact_rows = _exact(target.vectors, vectors, k, kind.metric, exclude,
-                                      desc=f"exact {kind.name}", progress=progress)
-    return _Sample(kind, space.ids[rows], vectors, exclude, exact_rows, exact_scores,
-                   pd.Index(target.ids))
+    exact_scores, exact_rows = _exact(
+        target.vectors,
+        vectors,
+        k,
+        kind.metric,
+        exclude,
+        desc=f"exact {kind.name}",
+        progress=progress,
+    )
+    return _Sample(
+        kind, space.ids[rows], vectors, exclude, exact_rows, exact_scores, pd.Index(target.ids)
+    )
 
 
 def _exact(
-    base: np.ndarray, queries: np.ndarray, k: int, metric: str, exclude: list[np.ndarray], *,
-    desc: str = "exact", progress: bool | None = None,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    exclude: list[np.ndarray],
+    *,
+    desc: str = "exact",
+    progress: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The exact answer of every query, in bounded memory, with a progress bar."""
     bar = tqdm(total=len(queries), desc=desc, unit="query", disable=bar_disabled(progress))
@@ -208,7 +234,11 @@ def _measure(
 
 
 def _point(
-    rec: Recommender, sample: _Sample, params: dict[str, int], k: int, found: np.ndarray,
+    rec: Recommender,
+    sample: _Sample,
+    params: dict[str, int],
+    k: int,
+    found: np.ndarray,
     latencies: np.ndarray,
 ) -> RecallPoint:
     kind = sample.kind
@@ -221,10 +251,17 @@ def _point(
     index = rec.indexes[kind.index_name]
     ms = latencies * 1e3
     return RecallPoint(
-        query_kind=kind.name, index=kind.index_name, spec=index.spec, metric=kind.metric,
-        exact_index=index.is_exact, params={**index.search_params, **params}, k=k,
-        recall=float(recall.mean()), recall_min=float(recall.min()),
-        p50_ms=float(np.percentile(ms, 50)), p99_ms=float(np.percentile(ms, 99)),
+        query_kind=kind.name,
+        index=kind.index_name,
+        spec=index.spec,
+        metric=kind.metric,
+        exact_index=index.is_exact,
+        params={**index.search_params, **params},
+        k=k,
+        recall=float(recall.mean()),
+        recall_min=float(recall.min()),
+        p50_ms=float(np.percentile(ms, 50)),
+        p99_ms=float(np.percentile(ms, 99)),
         queries=len(found),
     )
 

@@ -53,7 +53,8 @@ def exact_topk(
         return exact_search(base, queries, k, metric, exclude)
     kk = min(k, n)
     excluded = [
-        np.empty(0, np.int64) if exclude is None or exclude[i] is None
+        np.empty(0, np.int64)
+        if exclude is None or exclude[i] is None
         else np.asarray(exclude[i], dtype=np.int64)
         for i in range(m)
     ]

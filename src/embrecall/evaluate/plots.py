@@ -45,8 +45,13 @@ def plot_recall_latency(
         ax.plot([p.p50_ms for p in line], [p.recall for p in line], marker="o", label=label)
         for p in line:
             if swept:
-                ax.annotate(str(p.params[swept]), (p.p50_ms, p.recall), textcoords="offset points",
-                            xytext=(3, -9), fontsize=7)
+                ax.annotate(
+                    str(p.params[swept]),
+                    (p.p50_ms, p.recall),
+                    textcoords="offset points",
+                    xytext=(3, -9),
+                    fontsize=7,
+                )
     ax.set_xlabel("median latency of one query (ms)")
     ax.set_ylabel(f"recall@{k} against exact search")
     ax.set_ylim(min(0.0, *(p.recall for p in chosen)) - 0.02, 1.02)

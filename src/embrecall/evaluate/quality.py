@@ -123,10 +123,15 @@ def evaluate_quality(
         scores = ranking_metrics(hits, n_relevant, ks)
         for k in ks:
             rows.append(QualityRow(method, k, **scores[k], coverage=coverage(lists, n_items, k)))
-    info.update(users=int(len(eval_users)), items=n_items, relevant=int(len(user_rows)),
-                relevant_unknown_items=int((~known).sum()))
-    log.info("quality of %d users at k=%s in %.2fs",
-             len(eval_users), list(ks), time.perf_counter() - t0)
+    info.update(
+        users=int(len(eval_users)),
+        items=n_items,
+        relevant=int(len(user_rows)),
+        relevant_unknown_items=int((~known).sum()),
+    )
+    log.info(
+        "quality of %d users at k=%s in %.2fs", len(eval_users), list(ks), time.perf_counter() - t0
+    )
     return QualityReport(rows, info)
 
 
@@ -171,8 +176,9 @@ def _rows_of_ids(space, ids: np.ndarray) -> np.ndarray:
     try:
         rows = space.lookup_rows(uniques)
     except InputFormatError:  # text ids that are not integers, against integer ids: none match
-        rows = np.array([space.row_of(u) if space.contains(u) else -1 for u in uniques],
-                        dtype=np.int64)
+        rows = np.array(
+            [space.row_of(u) if space.contains(u) else -1 for u in uniques], dtype=np.int64
+        )
     return rows[codes]
 
 
