@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from embrecall.catalog import Catalog, read_catalog
-from embrecall.errors import DuplicateIdError, InputFormatError
+from embrecall.errors import DuplicateIdError, InputFormatError, InvalidArgumentError
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "movielens"
 
@@ -296,6 +296,33 @@ def test_with_id_kind_int_refuses_text_ids_and_merged_ids() -> None:
         padded.with_id_kind("int")
     with pytest.raises(ValueError, match="kind must be"):
         cat.with_id_kind("float")  # type: ignore[arg-type]
+
+
+# -- finding by title -------------------------------------------------------------------------
+def test_find_matches_text_in_titles_ignoring_case(movies_csv: Path) -> None:
+    cat = read_catalog(movies_csv)
+    assert cat.find("(1995)").tolist() == [1, 11, 29]  # catalog order; parentheses are text
+    assert cat.find("the (1995)").tolist() == [11]
+    assert cat.find("CITÉ").tolist() == [29]  # case folded beyond ASCII
+    assert cat.find("toy story").tolist() == [1]
+    assert cat.find(".*").tolist() == []  # no pattern syntax: no title holds ".*"
+    assert cat.find("na").tolist() == [182715]  # the title "NA" is text, not missing
+
+
+def test_find_picks_the_title_column_and_refuses_what_it_cannot_search() -> None:
+    frame = pd.DataFrame(
+        {"Title": ["Alien", None], "year": [1979, 1986]}, index=pd.Index(["a", "b"], name="id")
+    )
+    cat = Catalog(frame)
+    assert cat.find("ALIEN").tolist() == ["a"]  # a missing title matches nothing
+    assert cat.find("86", column="year").tolist() == ["b"]
+    with pytest.raises(InvalidArgumentError, match="empty"):
+        cat.find("")
+    with pytest.raises(InvalidArgumentError, match="no column 'name'"):
+        cat.find("x", column="name")
+    untitled = Catalog(pd.DataFrame({"genres": ["Drama"]}, index=pd.Index([1], name="id")))
+    with pytest.raises(InvalidArgumentError, match="no title column"):
+        untitled.find("x")
 
 
 # -- construction from a DataFrame ------------------------------------------------------------

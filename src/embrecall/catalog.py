@@ -33,7 +33,7 @@ import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 
 from embrecall.embeddings import IdKind, normalise_ids
-from embrecall.errors import DuplicateIdError, InputFormatError
+from embrecall.errors import DuplicateIdError, InputFormatError, InvalidArgumentError
 
 __all__ = ["Catalog", "read_catalog", "TableFormat"]
 
@@ -186,6 +186,40 @@ class Catalog:
     def record(self, id_: object) -> dict[str, JsonValue]:
         """Metadata of one id (``{}`` when the catalog does not hold it)."""
         return self.records([id_])[0]
+
+    def find(self, text: str, *, column: str | None = None) -> np.ndarray:
+        """Ids whose ``column`` contains ``text``, ignoring case, in catalog order.
+
+        One vectorised pass over the column (a million titles take tens of milliseconds).
+
+        Parameters
+        ----------
+        text : str
+            Matched literally (no wildcards), as a substring.
+        column : str, optional
+            The column to search. Default: the one named ``title`` (any case).
+
+        Raises
+        ------
+        InvalidArgumentError
+            ``text`` is empty, or the column is missing.
+        """
+        if not text:
+            raise InvalidArgumentError("the text to find is empty")
+        if column is None:
+            column = next((c for c in self.columns if c.lower() == "title"), None)
+        if column not in self.columns:
+            found = ", ".join(self.columns) or "none"
+            wanted = "title column" if column is None else f"column {column!r}"
+            raise InvalidArgumentError(f"the catalog has no {wanted} (columns: {found})")
+        values = self._table.column(column)
+        try:
+            if not pa.types.is_string(values.type):
+                values = pc.cast(values, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise InvalidArgumentError(f"catalog column {column!r} is not text") from None
+        hits = pc.fill_null(pc.match_substring(values, text, ignore_case=True), False)
+        return self._ids[np.flatnonzero(hits.to_numpy(zero_copy_only=False))]
 
     def _lookup_keys(self, ids: Sequence | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``ids`` coerced to this catalog's kind, and a mask of those that could be."""

@@ -46,6 +46,21 @@ def serve() -> Iterator:
 
 
 @pytest.fixture(scope="module")
+def client(shared_server):
+    """An HTTP client of the module's shared server."""
+    with shared_server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def oracle(shared_server):
+    """The shared server's version, loaded independently in this process."""
+    import embrecall
+
+    return embrecall.load(shared_server.root.path_of("v1"))
+
+
+@pytest.fixture(scope="module")
 def shared_server(tmp_path_factory) -> Iterator[LiveServer]:
     """One server over a root with v1 for read-only tests of a module (keys configured)."""
     from embrecall.service import create_app

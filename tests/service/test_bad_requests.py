@@ -29,12 +29,6 @@ PROPERTY = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def client(shared_server):
-    with shared_server.client() as c:
-        yield c
-
-
 @pytest.fixture(autouse=True)
 def still_serving(client):
     """After every test, the server still answers a good request."""

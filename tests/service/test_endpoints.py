@@ -7,8 +7,6 @@ import re
 import numpy as np
 import pytest
 
-import embrecall
-
 from .support import ITEM, USERS, build_version
 
 pytest.importorskip("fastapi")
@@ -16,18 +14,6 @@ pytest.importorskip("uvicorn")
 pytest.importorskip("httpx")
 
 USER = USERS[0]
-
-
-@pytest.fixture(scope="module")
-def client(shared_server):
-    with shared_server.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def oracle(shared_server):
-    """The same version loaded independently in this process."""
-    return embrecall.load(shared_server.root.path_of("v1"))
 
 
 def _same_results(got: list[dict], want: list[dict]) -> None:

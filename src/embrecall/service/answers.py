@@ -132,12 +132,62 @@ def by_vector(
     return orjson.dumps(answer)
 
 
-def seen(served: Served, raw_id: str) -> bytes:
-    """Items a user has seen: ``{"version", "id", "items"}``."""
+def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
+    """Items a user has seen: ``{"version", "id", "items"}``.
+
+    With ``details``, also ``records`` (each item's id and catalog fields) and
+    ``interactions_loaded`` (without interactions every history is empty, which is not the same
+    as a user who has seen nothing).
+    """
     users = _space(served, "users", "seen items")
     uid = users.coerce_id(raw_id)
+    users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
+    items = served.rec.seen_items(uid).tolist()
+    answer: dict[str, Any] = {"version": served.version, "id": uid, "items": items}
+    if details:
+        answer["interactions_loaded"] = served.rec.seen is not None
+        answer["records"] = _records(served, items)
+    return orjson.dumps(answer)
+
+
+def item(served: Served, raw_id: str) -> bytes:
+    """One item's own catalog fields: ``{"version", "id", "metadata"}``; 404 when the version
+    does not hold the item (``metadata`` is ``{}`` for an item the catalog lacks)."""
+    items = served.rec.items
+    iid = items.coerce_id(raw_id)
+    items.row_of(iid, what="item id")
+    catalog = served.rec.catalog
+    metadata = catalog.record(iid) if catalog is not None else {}
+    return orjson.dumps({"version": served.version, "id": iid, "metadata": metadata})
+
+
+def find_items(served: Served, text: str, limit: int) -> bytes:
+    """Items whose title contains ``text`` (any case), in catalog order:
+    ``{"version", "q", "limit", "results": [{"id", <catalog fields>}], "has_more"}``.
+
+    Only items this version can query (they have embeddings) are listed, so each result can be
+    asked for similar items.
+    """
+    catalog = served.rec.catalog
+    if catalog is None:
+        raise InvalidArgumentError("this version has no catalog to search")
+    matches = catalog.find(text)
+    found: list = []
+    step = 4 * (limit + 1)  # a chunk at a time: a short query can match most of the catalog
+    for start in range(0, len(matches), step):
+        chunk = matches[start : start + step]
+        held = chunk[served.rec.items.lookup_rows(chunk) >= 0]
+        found.extend(held[: limit + 1 - len(found)].tolist())
+        if len(found) > limit:
+            break
     return orjson.dumps(
-        {"version": served.version, "id": uid, "items": served.rec.seen_items(uid).tolist()}
+        {
+            "version": served.version,
+            "q": text,
+            "limit": limit,
+            "results": _records(served, found[:limit]),
+            "has_more": len(found) > limit,
+        }
     )
 
 
@@ -146,6 +196,13 @@ def _space(served: Served, name: str, query: str):
     if space is None:
         raise InvalidArgumentError(f"{query} needs user embeddings, and this version has none")
     return space
+
+
+def _records(served: Served, ids: list) -> list[dict[str, Any]]:
+    """``[{"id", <catalog fields>}]`` for item ids (just the id without a catalog)."""
+    catalog = served.rec.catalog
+    metadata = catalog.records(ids) if catalog is not None else [{} for _ in ids]
+    return [{"id": i, **m} for i, m in zip(ids, metadata)]
 
 
 def _options(query: str, exclude, exclude_seen: bool, params) -> dict[str, Any]:

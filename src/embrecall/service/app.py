@@ -22,6 +22,7 @@ from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
 from embrecall.service.metrics import Metrics, MetricsMiddleware
+from embrecall.service.page import page_routes
 from embrecall.service.registry import VersionRefused, VersionRegistry
 from embrecall.service.routes import build_routes
 from embrecall.service.runtime import Service
@@ -100,6 +101,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     install_error_handlers(app)
     for router in build_routes(service):
         app.include_router(router)
+    if settings.web_page:
+        app.include_router(page_routes())
     # last added runs first: metrics see every request, the 413s included
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -47,6 +47,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
     s.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    s.add_argument(
+        "--mmap",
+        action="store_true",
+        default=None,
+        help="map vectors and index codes from the artifact files (processes share one copy)",
+    )
+    s.add_argument(
+        "--no-web-page",
+        dest="web_page",
+        action="store_false",
+        default=None,
+        help="do not serve the exploration page at /",
+    )
     s.set_defaults(run=_cmd_serve)
 
     p = subparsers.add_parser(
@@ -105,6 +118,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_k=args.max_k,
         log_level=args.log_level,
         access_log=args.access_log,
+        web_page=args.web_page,
+        mmap=args.mmap,
     )
     logger = logging.getLogger("embrecall")
     if not logger.handlers:  # the CLI, not the library, configures logging

@@ -20,6 +20,8 @@ from embrecall.service.schemas import (
     ERRORS,
     BatchRequest,
     BatchResponse,
+    ItemResponse,
+    ItemSearchResponse,
     LoadResponse,
     QueryResponse,
     RecommendBatchRequest,
@@ -47,6 +49,7 @@ EXCLUDE = Annotated[
 ]
 NPROBE = Annotated[int | None, Query(description="IVF lists to visit (approximate indexes).")]
 EF_SEARCH = Annotated[int | None, Query(description="HNSW efSearch (approximate indexes).")]
+MAX_SEARCH_TEXT = 200  # characters of a title search; longer text is a mistake, not a title
 
 
 def build_routes(service: Service) -> list[APIRouter]:
@@ -107,10 +110,41 @@ def _read_routes(service: Service) -> APIRouter:
         return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
 
     @router.get("/users/{user_id}/seen", response_model=SeenResponse)
-    async def seen(user_id: str) -> Response:
+    async def seen(
+        user_id: str,
+        details: Annotated[
+            bool, Query(description="Add each item's catalog fields and interactions_loaded.")
+        ] = False,
+    ) -> Response:
         """Items the user has interacted with (the ones recommend leaves out)."""
         served = service.served()
-        return respond(await service.run(answers.seen, served, user_id), served)
+        return respond(await service.run(answers.seen, served, user_id, details=details), served)
+
+    # before /items/{item_id}, which would take "search" for an id
+    @router.get("/items/search", response_model=ItemSearchResponse)
+    async def find_items(
+        q: Annotated[str, Query(description="Text the title contains; case is ignored.")],
+        limit: Annotated[int, Query(description="Most items to list (at most max_k).")] = 20,
+    ) -> Response:
+        """Items whose title contains ``q``, in catalog order (only items this version holds)."""
+        served = service.served()
+        text = q.strip()
+        if not text:
+            raise ApiError(422, "invalid_argument", "q must not be empty")
+        if len(text) > MAX_SEARCH_TEXT:
+            raise ApiError(
+                422, "invalid_argument", f"q is over {MAX_SEARCH_TEXT} characters ({len(text)})"
+            )
+        if not 1 <= limit <= settings.max_k:
+            message = f"limit must be between 1 and {settings.max_k}, got {limit}"
+            raise ApiError(422, "invalid_argument", message)
+        return respond(await service.run(answers.find_items, served, text, limit), served)
+
+    @router.get("/items/{item_id}", response_model=ItemResponse)
+    async def item(item_id: str) -> Response:
+        """An item's own catalog fields (title, genres, ...); 404 for an item not held."""
+        served = service.served()
+        return respond(await service.run(answers.item, served, item_id), served)
 
     @router.post("/users/recommendations", response_model=BatchResponse)
     async def recommend_batch(body: RecommendBatchRequest) -> Response:

@@ -100,10 +100,40 @@ class SearchResponse(_Answer):
     batch: list[BatchEntry] | None = None
 
 
+class CatalogRecord(BaseModel):
+    """An item's id and its catalog fields (title, genres, ...)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: Id
+
+
 class SeenResponse(BaseModel):
     version: str
     id: Id
     items: list[Id]
+    interactions_loaded: bool | None = Field(
+        None, description="With details=true: false when this version has no interactions."
+    )
+    records: list[CatalogRecord] | None = Field(
+        None, description="With details=true: each seen item with its catalog fields."
+    )
+
+
+class ItemResponse(BaseModel):
+    version: str
+    id: Id
+    metadata: dict[str, Any] = Field(
+        ..., description="The item's catalog fields; {} when the catalog lacks it."
+    )
+
+
+class ItemSearchResponse(BaseModel):
+    version: str
+    q: str
+    limit: int
+    results: list[CatalogRecord]
+    has_more: bool = Field(..., description="More items match than limit.")
 
 
 class ErrorBody(BaseModel):

@@ -79,6 +79,16 @@ class Settings(BaseModel):
     recall_k: int = Field(10, ge=1, description="Live recall is measured at this k.")
     log_level: str = "info"
     access_log: bool = False
+    mmap: bool = Field(
+        False,
+        description="Map vectors and index codes from the artifact files instead of reading "
+        "them into memory: server processes on one machine then share one copy.",
+    )
+    web_page: bool = Field(
+        True,
+        description="Serve the exploration page at / (the page needs no key; the API calls "
+        "it makes send the read key the user types in).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
