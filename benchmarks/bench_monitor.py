@@ -31,7 +31,7 @@ def main() -> None:
     vectors = rng.standard_normal((args.items, args.dim)).astype(np.float32)
     items = Embeddings(np.arange(args.items), vectors)
     users = Embeddings(np.arange(1000), rng.standard_normal((1000, args.dim)).astype(np.float32))
-    rec = Recommender.build(items, users)
+    rec = Recommender.build(items, users, index="Flat")  # the exact-search case it measures
     served = [rec.recommend(int(u), k=10)[0] for u in range(args.checks)]
 
     def time_observe(rate: float) -> float:

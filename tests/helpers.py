@@ -110,3 +110,20 @@ def build_small(
         index=index,
         **kwargs,
     )
+
+
+def skewed_recsys(n_items: int = 20_000, n_users: int = 500, dim: int = 32, seed: int = 0):
+    """Items in Zipf-popular topics with lognormal norms, users from a shifted mixture: the
+    inner-product case that IVF on raw vectors gets wrong. Returns (items, users) float32."""
+    rng = np.random.default_rng(seed)
+    topics = 64
+    centres = rng.standard_normal((topics, dim)).astype(np.float32)
+    popularity = 1 / np.arange(1, topics + 1) ** 0.8
+    popularity /= popularity.sum()
+    items = centres[rng.choice(topics, n_items, p=popularity)]
+    items = items + 0.6 * rng.standard_normal((n_items, dim)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    items *= rng.lognormal(0, 0.6, (n_items, 1)).astype(np.float32)
+    users = centres[rng.choice(topics, (n_users, 2), p=popularity)].mean(axis=1)
+    users = users + 0.8 * rng.standard_normal((n_users, dim)) + 0.3
+    return items.astype(np.float32), users.astype(np.float32)

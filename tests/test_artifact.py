@@ -58,7 +58,8 @@ def test_manifest_describes_everything(saved):
     _, path = saved
     manifest = json.loads((path / "manifest.json").read_text())
     assert (
-        manifest["format_version"] == FORMAT_VERSION
+        manifest["format_version"] == 1  # no inner-product transform: readable by 0.1 too
+        and FORMAT_VERSION == 2
         and manifest["embrecall_version"] == embrecall.__version__
     )
     assert manifest["spaces"]["items"] | {} and manifest["spaces"]["items"]["count"] == 500
@@ -114,7 +115,7 @@ def test_wrong_format_version_is_refused(saved, tmp_path):
     manifest["format_version"] = FORMAT_VERSION + 1
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(
-        ArtifactError, match="format version 2, this embrecall reads version 1; upgrade"
+        ArtifactError, match="format version 3, this embrecall reads version 1 or 2; upgrade"
     ):
         load_artifact(path)
 

@@ -25,11 +25,14 @@ from embrecall.errors import (  # noqa: E402
 )
 
 
-def load(path: str | os.PathLike, *, verify: bool = True):
-    """Load an artifact directory as a :class:`~embrecall.recommender.Recommender`."""
+def load(path: str | os.PathLike, *, verify: bool = True, mmap: bool = False):
+    """Load an artifact directory as a :class:`~embrecall.recommender.Recommender`.
+
+    ``mmap=True`` maps vectors and index codes from the files (shared between processes).
+    """
     from embrecall.artifact import load_artifact
 
-    return load_artifact(path, verify=verify)
+    return load_artifact(path, verify=verify, mmap=mmap)
 
 
 def read_embeddings(path, format: str = "auto", **options):

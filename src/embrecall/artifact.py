@@ -43,9 +43,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("embrecall")
 
 FORMAT = "embrecall-artifact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 2 adds the inner-product transform of an index ("mips"); an artifact without one is
+# written as version 1, which embrecall 0.1 reads too.
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 _HASH_CHUNK = 8 << 20
+_INDEX_NOTES = ("choice", "tuning")  # how an index was chosen and tuned, kept for `inspect`
 
 
 # -- writing ---------------------------------------------------------------------------------
@@ -68,7 +72,7 @@ def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool 
     try:
         manifest: dict[str, Any] = {
             "format": FORMAT,
-            "format_version": FORMAT_VERSION,
+            "format_version": _version_needed(rec),
             "embrecall_version": __version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "spaces": {},
@@ -124,6 +128,10 @@ def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool 
     return target
 
 
+def _version_needed(rec: Recommender) -> int:
+    return 2 if any(index.mips is not None for index in rec.indexes.values()) else 1
+
+
 def _write_space(root: Path, name: str, emb: Embeddings) -> dict[str, Any]:
     (root / name).mkdir()
     ids = emb.ids if emb.id_kind == "int" else np.asarray(emb.ids, dtype=str)
@@ -170,12 +178,12 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{root / MANIFEST}: not an embrecall artifact manifest")
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         newer = isinstance(version, int) and version > FORMAT_VERSION
         hint = "; upgrade embrecall" if newer else ""
         raise ArtifactError(
             f"{root}: artifact format version {version!r}, this embrecall reads version "
-            f"{FORMAT_VERSION}{hint}"
+            f"{' or '.join(map(str, READABLE_VERSIONS))}{hint}"
         )
     return manifest
 
@@ -204,8 +212,13 @@ def verify_artifact(path: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommender:
+def load_artifact(
+    path: str | os.PathLike, *, verify: bool = True, mmap: bool = False
+) -> Recommender:
     """Load the artifact at ``path`` as a :class:`~embrecall.recommender.Recommender`.
+
+    ``mmap=True`` maps the vectors and the index codes from the files instead of reading them
+    into memory: several server processes then share one copy through the page cache.
 
     Raises :class:`ArtifactError` saying what is wrong when the artifact is missing, corrupt,
     altered, of another format version, or inconsistent with its manifest.
@@ -227,13 +240,22 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
         return _inside(root, rel)
 
     try:
-        spaces = {name: _read_space(file, name, meta) for name, meta in manifest["spaces"].items()}
+        spaces = {
+            name: _read_space(file, name, meta, mmap) for name, meta in manifest["spaces"].items()
+        }
         if "items" not in spaces:
             raise ArtifactError(f"{root}: the manifest has no items space")
         indexes = {}
         for name, meta in manifest["indexes"].items():
             index = VectorIndex.load(
-                str(file(meta["file"])), meta["metric"], meta["spec"], meta.get("search_params")
+                str(file(meta["file"])),
+                meta["metric"],
+                meta["spec"],
+                meta.get("search_params"),
+                mips=meta.get("mips"),
+                dim=meta["dim"],
+                notes={key: meta[key] for key in _INDEX_NOTES if key in meta},
+                mmap=mmap,
             )
             if index.ntotal != meta["ntotal"] or index.dim != meta["dim"]:
                 raise ArtifactError(
@@ -288,11 +310,11 @@ def load_artifact(path: str | os.PathLike, *, verify: bool = True) -> Recommende
     return rec
 
 
-def _read_space(file, name: str, meta: dict) -> Embeddings:
+def _read_space(file, name: str, meta: dict, mmap: bool = False) -> Embeddings:
     ids = _load_npy(file(meta["ids"]))
     if meta["id_kind"] == "str":
         ids = ids.astype(object)
-    vectors = _load_npy(file(meta["vectors"]))
+    vectors = _load_npy(file(meta["vectors"]), mmap=mmap)
     if vectors.shape != (meta["count"], meta["dim"]) or len(ids) != meta["count"]:
         raise ArtifactError(
             f"space {name}: files hold {len(ids)} ids and vectors {vectors.shape}, "
@@ -301,9 +323,9 @@ def _read_space(file, name: str, meta: dict) -> Embeddings:
     return Embeddings(ids, vectors, source=meta.get("source", name))
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except ValueError as exc:
         raise ArtifactError(f"{path}: not a plain numpy array file ({exc})") from None
 

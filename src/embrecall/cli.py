@@ -81,6 +81,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         catalog_options=catalog_options,
         overwrite=args.force,
         progress=None if not args.quiet else False,
+        max_memory=args.max_memory,
+        max_latency_ms=args.max_latency_ms,
+        target_recall=args.target_recall,
+        tune_k=args.tune_k,
+        mips=args.mips,
     )
     for name, emb in (("items", rec.items), ("users", rec.users)):
         if emb is not None and emb.skipped:
@@ -169,6 +174,11 @@ def _inspect_text(info: dict[str, Any]) -> str:
             f"{name:<15} {q['from']} -> {q['returns']}: {q['metric']} on {q['spec']} "
             f"({q['kind']}); params {params}"
         )
+    shown = set()
+    for q in info["queries"].values():
+        if q["index"] not in shown:
+            shown.add(q["index"])
+            lines.extend(_index_lines(q))
     if info.get("catalog"):
         lines.append(
             f"catalog         {info['catalog']['count']} rows: "
@@ -180,6 +190,34 @@ def _inspect_text(info: dict[str, Any]) -> str:
             f"of {info['seen']['users']} users"
         )
     return "\n".join(lines)
+
+
+def _index_lines(q: dict[str, Any]) -> list[str]:
+    """What one index costs and why it is what it is: memory, transform, choice, tuning."""
+    from embrecall.index.memory import format_size
+
+    lines = [f"index           {q['index']}: {q['ntotal']} x {q['dim']}, {q['kind']}"]
+    if q.get("memory_bytes") is not None:
+        lines.append(
+            f"  memory        {format_size(q['memory_bytes'])} "
+            f"({q['bytes_per_vector']:g} bytes per vector)"
+        )
+    if q.get("mips"):
+        lines.append(
+            f"  inner product norm augmentation (max norm {q['mips']['max_norm']:.4g}, "
+            f"searched as L2 in {q['mips']['index_dim']} dims)"
+        )
+    if q.get("choice"):
+        lines.append(f"  chosen        {q['choice']['reason']}")
+    if q.get("tuning"):
+        t = q["tuning"]
+        params = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "-"
+        verdict = "reached" if t["reached"] else "NOT reached"
+        lines.append(
+            f"  tuned         recall@{t['k']} {t['recall']:.3f} on {t['queries']} "
+            f"{t['query_kind']} queries, target {t['target_recall']} {verdict} ({params})"
+        )
+    return lines
 
 
 def _parsed_id(rec, raw: str, method: str):
@@ -209,7 +247,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--out", required=True, help="artifact directory to write")
     b.add_argument("--force", action="store_true", help="replace an existing artifact")
-    b.add_argument("--index", help="faiss factory string for every index (default Flat: exact)")
+    b.add_argument(
+        "--index",
+        help="faiss factory string for every index, or auto (default: chosen from the size, "
+        "dimension, metric, --max-memory and --max-latency-ms; Flat is exact)",
+    )
+    b.add_argument("--max-memory", metavar="SIZE", help="memory budget per index, e.g. 8G or 512M")
+    b.add_argument(
+        "--max-latency-ms",
+        type=float,
+        metavar="MS",
+        help="single-query latency the automatic choice aims for (default 1)",
+    )
+    b.add_argument(
+        "--target-recall",
+        type=float,
+        metavar="R",
+        help="tune nprobe/efSearch to the smallest value reaching this recall@k (e.g. 0.95) "
+        "against exact search on a sample of real queries; stored in the manifest",
+    )
+    b.add_argument(
+        "--tune-k", type=int, default=10, metavar="K", help="k of the tuned recall (default 10)"
+    )
+    b.add_argument(
+        "--mips",
+        choices=("auto", "augment", "native"),
+        default="auto",
+        help="inner product on IVF indexes through the norm augmentation (auto: IVF kinds "
+        "augmented, HNSW and flat kinds native)",
+    )
     for name in ("recommend", "similar-items", "similar-users"):
         b.add_argument(f"--{name}-index", help=f"faiss factory string for {name}")
         b.add_argument(

@@ -34,6 +34,11 @@ def build(
     interactions_options: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
+    max_memory: int | str | None = None,
+    max_latency_ms: float | None = None,
+    target_recall: float | None = None,
+    tune_k: int = 10,
+    mips: str = "auto",
 ) -> Recommender:
     """Read embeddings (and optionally a catalog and interactions), build, and save to ``out``.
 
@@ -48,7 +53,10 @@ def build(
     interactions : path or Interactions, optional
         Who has seen what (MovieLens ``ratings.csv``/``ratings.dat``, generic CSV/parquet).
     metrics, index, search_params
-        Per query kind overrides; see :meth:`Recommender.build`.
+        Per query kind overrides; see :meth:`Recommender.build`. ``index`` is ``"auto"`` by
+        default: the kind is chosen from the sizes, ``max_memory`` and ``max_latency_ms``.
+    max_memory, max_latency_ms, target_recall, tune_k, mips
+        Index choice, budget and tuning; see :meth:`Recommender.build`.
     read_options : dict
         Passed to ``read_embeddings`` for both files (``format``, ``id_column``,
         ``vector_column``, ``on_bad_row``).
@@ -77,6 +85,11 @@ def build(
         index=index,
         search_params=search_params,
         progress=progress,
+        max_memory=max_memory,
+        max_latency_ms=max_latency_ms,
+        target_recall=target_recall,
+        tune_k=tune_k,
+        mips=mips,
     )
     t2 = time.perf_counter()
     if out is not None:

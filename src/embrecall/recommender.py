@@ -8,7 +8,7 @@ index's job; the on-disk layout is the artifact's.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,10 @@ from embrecall.catalog import Catalog
 from embrecall.embeddings import Embeddings, check_query_vectors
 from embrecall.errors import InvalidArgumentError
 from embrecall.index import VectorIndex
+from embrecall.index.choice import AUTO, choose_index
 from embrecall.index.faiss_index import Metric
+from embrecall.index.memory import parse_size
+from embrecall.index.tuning import tune_to_recall
 from embrecall.interactions import Interactions, SeenItems
 
 IdLike = int | str
@@ -67,7 +70,7 @@ def default_query_kinds(
             f"unknown query kind {sorted(unknown)[0]!r}; known: {', '.join(DEFAULT_METRICS)}"
         )
     if isinstance(specs, str) or specs is None:
-        specs = dict.fromkeys(DEFAULT_METRICS, specs or "Flat")
+        specs = dict.fromkeys(DEFAULT_METRICS, specs or AUTO)
     kinds = {}
     for name, (query_space, target_space) in _SPACES.items():
         kinds[name] = QueryKind(
@@ -75,7 +78,7 @@ def default_query_kinds(
             query_space,
             target_space,
             metrics[name],
-            specs.get(name, "Flat"),
+            specs.get(name, AUTO),
             dict((search_params or {}).get(name, {})),
         )
     return kinds
@@ -129,6 +132,11 @@ class Recommender:
         index: Mapping[str, str] | str | None = None,
         search_params: Mapping[str, Mapping[str, int]] | None = None,
         progress: bool | None = None,
+        max_memory: int | str | None = None,
+        max_latency_ms: float | None = None,
+        target_recall: float | None = None,
+        tune_k: int = 10,
+        mips: str = "auto",
     ) -> Recommender:
         """Build indexes for every query kind the given embeddings allow.
 
@@ -143,8 +151,20 @@ class Recommender:
         metrics : {"recommend": "ip", "similar_items": "cosine", "similar_users": "cosine"}
             Overrides per query kind.
         index : str or {query kind: faiss factory string}
-            ``"Flat"`` (exact) by default.
+            ``"auto"`` (the default) picks the kind from the size, dimension, metric, memory
+            budget and latency target (see :mod:`embrecall.index.choice`); ``"Flat"`` is exact.
+        max_memory : bytes or a size like ``"8G"``, optional
+            Budget per index: ``auto`` picks a kind that fits, an explicit spec that cannot fit
+            is refused before training.
+        max_latency_ms : float, optional
+            Single-query latency ``auto`` aims for (1 ms by default): how large exact search may go.
+        target_recall : float, optional
+            Tune ``nprobe`` / ``efSearch`` of each approximate index to the smallest value whose
+            recall@``tune_k`` against exact search reaches this, on a sample of real queries.
+        mips : "auto" | "augment" | "native"
+            How ``ip`` indexes search inner product (see :mod:`embrecall.index.mips`).
         """
+        budget = parse_size(max_memory) if max_memory is not None else None
         kinds = default_query_kinds(metrics, index, search_params)
         if users is None:
             kinds = {
@@ -156,6 +176,19 @@ class Recommender:
                 "recommend scores a user vector against item vectors, so they must match"
             )
         spaces = {"items": items, "users": users}
+        notes: dict[str, dict] = {}
+        for name, kind in list(kinds.items()):
+            if kind.spec == AUTO:
+                target = spaces[kind.target_space]
+                choice = choose_index(
+                    len(target),
+                    target.dim,
+                    kind.metric,
+                    max_memory=budget,
+                    max_latency_ms=max_latency_ms,
+                )
+                kinds[name] = replace(kind, spec=choice.spec)
+                notes.setdefault(kinds[name].index_name, {"choice": choice.to_dict()})
         indexes: dict[str, VectorIndex] = {}
         for kind in kinds.values():
             if kind.index_name not in indexes:
@@ -165,7 +198,16 @@ class Recommender:
                     kind.spec,
                     search_params=kind.search_params or None,
                     progress=progress,
+                    mips=mips,
+                    max_memory=budget,
+                    notes=notes.get(kind.index_name),
                 )
+        if target_recall is not None:
+            _tune(indexes, kinds, spaces, target_recall, tune_k, progress)
+            kinds = {
+                name: replace(kind, search_params=indexes[kind.index_name].search_params)
+                for name, kind in kinds.items()
+            }
         if catalog is not None:
             catalog = catalog.with_id_kind(items.id_kind)
         seen = None
@@ -369,6 +411,26 @@ class Recommender:
             raise InvalidArgumentError(
                 f"unknown query kind {name!r}; known: {', '.join(self.query_kinds)}"
             ) from None
+
+
+def _tune(indexes, kinds, spaces, target_recall, k, progress) -> None:
+    """Tune every index to the recall target on the queries its query kinds really ask."""
+    for name, index in indexes.items():
+        users_of = [kind for kind in kinds.values() if kind.index_name == name]
+        kind = users_of[0]  # kinds sharing an index share its metric and target space
+        same_space = kind.query_space == kind.target_space
+        queries = spaces[kind.query_space].vectors
+        self_rows = np.arange(len(queries)) if same_space else None
+        tuning = tune_to_recall(
+            index,
+            spaces[kind.target_space].vectors,
+            queries,
+            target=target_recall,
+            k=k,
+            self_rows=self_rows,
+            progress=progress,
+        )
+        index.notes["tuning"] = {"query_kind": kind.name, **tuning.to_dict()}
 
 
 def _as_batch(value) -> tuple[list, bool]:

@@ -116,7 +116,12 @@ def run_experiment(
     t3 = time.perf_counter()
     if artifact:
         rec = Recommender.build(
-            items, users, catalog=catalog, interactions=train, index=index, progress=progress
+            items,
+            users,
+            catalog=catalog,
+            interactions=train,
+            index=index or "Flat",
+            progress=progress,
         )
         rec.save(str(paths["artifact"]), overwrite=overwrite)
     t4 = time.perf_counter()

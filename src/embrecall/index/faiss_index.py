@@ -2,7 +2,8 @@
 exclusion-aware search.
 
 Rows are faiss ids: row i of the vectors the index was built from is id i. Mapping rows to the
-users' own ids is the recommender's job, not this module's.
+users' own ids is the recommender's job, not this module's. Which factory string to use is
+``choice``'s; how much memory it takes, ``memory``'s; inner product through IVF, ``mips``'s.
 """
 
 from __future__ import annotations
@@ -10,14 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
 from embrecall.errors import EmbrecallError, InvalidArgumentError
+from embrecall.index.memory import estimate_index_bytes, format_size
+from embrecall.index.mips import NormAugmentation, augmented_dim
+from embrecall.index.structure import (
+    SEARCH_PARAMS,
+    default_search_params,
+    factory,
+    faiss_message,
+    search_parameters,
+    widen,
+)
 
 log = logging.getLogger("embrecall")
 
@@ -28,17 +38,19 @@ _FAISS_METRIC = {
     "cosine": faiss.METRIC_INNER_PRODUCT,  # on unit vectors, inner product is cosine
     "l2": faiss.METRIC_L2,
 }
-SEARCH_PARAMS = ("nprobe", "efSearch", "k_factor")
 _ADD_CHUNK = 100_000
 _TRAIN_SAMPLE = 200_000
+_TRAIN_PER_LIST = 64  # k-means wants >= 39 points per centroid; faiss samples 256 at most
 _PARALLEL_MIN_QUERIES = 16
+_PARAMS_CACHE = 64
 
 
 class VectorIndex:
     """A faiss index over rows ``0..n-1``.
 
     Scores: higher is better for ``ip`` and ``cosine``; for ``l2`` the score is the squared
-    euclidean distance and lower is better.
+    euclidean distance and lower is better. With ``mips`` (a :class:`NormAugmentation`) the faiss
+    index holds augmented vectors in L2 and scores are turned back into exact inner products.
     """
 
     def __init__(
@@ -47,6 +59,9 @@ class VectorIndex:
         metric: Metric,
         spec: str,
         search_params: Mapping[str, int] | None = None,
+        *,
+        mips: NormAugmentation | None = None,
+        notes: Mapping[str, Any] | None = None,
     ) -> None:
         if metric not in METRICS:
             raise InvalidArgumentError(
@@ -55,9 +70,13 @@ class VectorIndex:
         self.index = index
         self.metric: Metric = metric
         self.spec = spec
+        self.mips = mips
+        self.notes = dict(notes or {})  # how it was chosen and tuned, for the manifest
         self.search_params = dict(search_params or {})
         _check_params(self.search_params)
         self._selectors_supported = True
+        self._ntotal = int(index.ntotal)  # read by every search: a SWIG attribute costs µs
+        self._plain_params: dict[tuple, faiss.SearchParameters | None] = {}
 
     # -- build / persist ---------------------------------------------------------------------
     @classmethod
@@ -70,67 +89,133 @@ class VectorIndex:
         search_params: Mapping[str, int] | None = None,
         progress: bool | None = None,
         seed: int = 1234,
+        mips: str = "auto",
+        max_memory: int | None = None,
+        notes: Mapping[str, Any] | None = None,
     ) -> VectorIndex:
         """Build an index from ``vectors`` (n, d) float32 with a faiss factory ``spec``.
 
-        ``progress=None`` shows a bar only on a terminal.
+        ``mips``: for ``ip``, ``"auto"`` searches IVF kinds through the norm augmentation and
+        the others natively; ``"augment"`` / ``"native"`` force one way. ``max_memory`` (bytes)
+        refuses, before any training, an index estimated not to fit. ``progress=None`` shows a
+        bar only on a terminal (and for a million vectors or more).
         """
         if metric not in METRICS:
             raise InvalidArgumentError(
                 f"metric must be one of {', '.join(METRICS)}, not {metric!r}"
             )
         n, d = vectors.shape
-        try:
-            index = faiss.index_factory(d, spec, _FAISS_METRIC[metric])
-        except RuntimeError as exc:
+        index_dim = augmented_dim(d, spec, metric, mips)
+        augmentation = None
+        if index_dim is not None:
+            augmentation = NormAugmentation.fit(vectors, index_dim)
+            index = factory(index_dim, spec, faiss.METRIC_L2)
+        else:
+            index = factory(d, spec, _FAISS_METRIC[metric])
+        need = estimate_index_bytes(index, n)
+        if max_memory is not None and need > max_memory:
             raise InvalidArgumentError(
-                f"index spec {spec!r} is not a valid faiss factory string: {_faiss_message(exc)}"
-            ) from None
-        base = _prepare(vectors, metric)
+                f"index {spec!r} over {n:,} x {d} vectors needs about {format_size(need)}, "
+                f"more than the memory budget of {format_size(max_memory)}; choose a smaller "
+                "index (or --index auto) or raise --max-memory"
+            )
+        built = cls(index, metric, spec, mips=augmentation, notes=notes)
         t0 = time.perf_counter()
         if not index.is_trained:
-            _train(index, base, spec, seed)
+            built._train(vectors, seed)
         t1 = time.perf_counter()
-        chunks = range(0, n, _ADD_CHUNK)
         bar = tqdm(total=n, desc=f"adding to {spec}", unit="vec", disable=_bar_off(progress, n))
-        for start in chunks:
-            index.add(base[start : start + _ADD_CHUNK])
+        for start in range(0, n, _ADD_CHUNK):
+            index.add(built._encode_items(vectors[start : start + _ADD_CHUNK]))
             bar.update(min(_ADD_CHUNK, n - start))
         bar.close()
+        built._ntotal = int(index.ntotal)
         log.info(
-            "built %s (%s) over %d x %d: train %.2fs, add %.2fs",
+            "built %s (%s%s) over %d x %d: train %.2fs, add %.2fs",
             spec,
             metric,
+            ", norm-augmented" if augmentation else "",
             n,
             d,
             t1 - t0,
             time.perf_counter() - t1,
         )
-        return cls(index, metric, spec, search_params or default_search_params(index))
+        built.search_params = dict(search_params or default_search_params(index))
+        _check_params(built.search_params)
+        return built
+
+    def _encode_items(self, vectors: np.ndarray) -> np.ndarray:
+        """Vectors as the faiss index holds them: unit length (cosine) or augmented (mips)."""
+        base = _prepare(vectors, self.metric)
+        return self.mips.items(base) if self.mips is not None else base
+
+    def _train(self, vectors: np.ndarray, seed: int) -> None:
+        n = vectors.shape[0]
+        size = min(n, max(_TRAIN_SAMPLE, _TRAIN_PER_LIST * _ivf_lists(self.index)))
+        sample = vectors
+        if size < n:
+            pick = np.random.default_rng(seed).choice(n, size, replace=False)
+            sample = vectors[np.sort(pick)]
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None and faiss.get_num_gpus() > 0:
+            # k-means is most of an IVF build; with a GPU build of faiss, run its assignment
+            # step on the GPUs (faiss's own recipe). The index itself stays on the CPU.
+            ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
+        try:
+            self.index.train(self._encode_items(sample))
+        except RuntimeError as exc:
+            raise InvalidArgumentError(
+                f"cannot train index {self.spec!r} on {n} vectors: {faiss_message(exc)}"
+            ) from None
+        finally:
+            if ivf is not None:
+                ivf.clustering_index = None  # releases the GPU copy; it is not saved anyway
 
     def save(self, path: str) -> None:
         faiss.write_index(self.index, str(path))
 
     @classmethod
     def load(
-        cls, path: str, metric: Metric, spec: str, search_params: Mapping[str, int] | None = None
+        cls,
+        path: str,
+        metric: Metric,
+        spec: str,
+        search_params: Mapping[str, int] | None = None,
+        *,
+        mips: Mapping[str, Any] | None = None,
+        dim: int | None = None,
+        notes: Mapping[str, Any] | None = None,
+        mmap: bool = False,
     ) -> VectorIndex:
+        """Read an index file; ``mmap=True`` maps its codes and graph from the file instead of
+        copying them, so server processes on one machine share one copy in the page cache.
+        The file must then stay unchanged while it is in use (artifacts are never rewritten).
+        """
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.read_index(str(path), flags)
         except RuntimeError as exc:
             raise EmbrecallError(
-                f"{path}: not a readable faiss index: {_faiss_message(exc)}"
+                f"{path}: not a readable faiss index: {faiss_message(exc)}"
             ) from None
-        return cls(index, metric, spec, search_params)
+        augmentation = None
+        if mips:
+            augmentation = NormAugmentation.from_manifest(mips, dim if dim else index.d - 1)
+            if augmentation.index_dim != index.d:
+                raise EmbrecallError(
+                    f"{path}: index dimension {index.d}, its inner-product transform expects "
+                    f"{augmentation.index_dim}"
+                )
+        return cls(index, metric, spec, search_params, mips=augmentation, notes=notes)
 
     # -- facts -------------------------------------------------------------------------------
     @property
     def dim(self) -> int:
-        return int(self.index.d)
+        return self.mips.dim if self.mips is not None else int(self.index.d)
 
     @property
     def ntotal(self) -> int:
-        return int(self.index.ntotal)
+        return self._ntotal
 
     @property
     def kind(self) -> str:
@@ -144,7 +229,12 @@ class VectorIndex:
     def is_exact(self) -> bool:
         return self.kind in ("IndexFlat", "IndexFlatIP", "IndexFlatL2")
 
+    @property
+    def memory_bytes(self) -> int:
+        return estimate_index_bytes(self.index, self.ntotal)
+
     def describe(self) -> dict:
+        memory = self.memory_bytes
         return {
             "spec": self.spec,
             "kind": self.kind,
@@ -155,6 +245,10 @@ class VectorIndex:
             "ntotal": self.ntotal,
             "dim": self.dim,
             "search_params": dict(self.search_params),
+            "memory_bytes": memory,
+            "bytes_per_vector": round(memory / max(self.ntotal, 1), 1),
+            "mips": self.mips.to_manifest() if self.mips is not None else None,
+            **self.notes,
         }
 
     # -- search ------------------------------------------------------------------------------
@@ -176,7 +270,7 @@ class VectorIndex:
             Applied inside the search (faiss ``IDSelector``), so k rows come back whenever k
             rows exist outside the exclusion; index kinds without selector support fall back to
             an adaptive over-fetch that gives the same guarantee.
-        params : {"nprobe": int, "efSearch": int}, optional
+        params : {"nprobe": int, "efSearch": int, "k_factor": int}, optional
             Per-call search parameters; they never mutate the shared index.
 
         Returns
@@ -186,18 +280,32 @@ class VectorIndex:
         """
         if k < 1:
             raise InvalidArgumentError(f"k must be a positive integer, got {k}")
-        merged = {**self.search_params, **(params or {})}
-        _check_params(merged)
+        merged = self.search_params
+        if params:
+            _check_params(params)
+            merged = {**self.search_params, **params}
         q = _prepare(queries, self.metric)
         m = q.shape[0]
         kk = min(int(k), self.ntotal)
+        if kk == 0 or m == 0:
+            return np.full((m, kk), np.nan, dtype=np.float32), np.full((m, kk), -1, np.int64)
+        excluded = None
+        if exclude is not None:
+            excluded = [_clean_rows(exclude[i], self.ntotal) for i in range(m)]
+        if excluded is None or not any(e.size for e in excluded):
+            # The hot path of a service: one faiss call, and the rest only if a query came
+            # back short (an approximate index that found fewer than k).
+            scores, rows = self._faiss_search(q, kk, merged, selector=None)
+            # faiss pads a short answer at its end; one query needs only a scalar comparison.
+            short = rows[0, -1] < 0 if m == 1 else (rows[:, -1] < 0).any()
+            if short:
+                for i in np.flatnonzero((rows < 0).any(axis=1)):
+                    none = np.empty(0, dtype=np.int64)
+                    scores[i], rows[i] = self._search_one(q[i : i + 1], kk, none, merged, kk)
+                scores[rows < 0] = np.nan
+            return scores, rows
         scores = np.full((m, kk), np.nan, dtype=np.float32)
         rows = np.full((m, kk), -1, dtype=np.int64)
-        if kk == 0 or m == 0:
-            return scores, rows
-        excluded = [
-            _clean_rows(exclude[i] if exclude is not None else None, self.ntotal) for i in range(m)
-        ]
         plain = [i for i in range(m) if excluded[i].size == 0]
         if plain:
             s, r = self._faiss_search(q[plain], kk, merged, selector=None)
@@ -235,7 +343,7 @@ class VectorIndex:
                 self._selectors_supported = False  # e.g. IndexPQ, IndexFastScan
                 selector = None
                 continue
-            wider = _widen(self.index, current, k)
+            wider = widen(self.index, current, k)
             if wider is None:
                 break
             current = wider
@@ -261,31 +369,46 @@ class VectorIndex:
     def _faiss_search(
         self, q: np.ndarray, k: int, params: dict, selector: faiss.IDSelector | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        faiss_params = _search_parameters(self.index, params, selector)
-        with _threads_for(q.shape[0]):
-            if faiss_params is None:
-                return self.index.search(q, k)
-            return self.index.search(q, k, params=faiss_params)
+        if selector is None:
+            # faiss parameter objects cost microseconds to build and are only read by a
+            # search, so the selector-free ones are made once per parameter set and shared.
+            key = tuple(sorted(params.items()))
+            if key not in self._plain_params:
+                if len(self._plain_params) >= _PARAMS_CACHE:
+                    self._plain_params.clear()
+                self._plain_params[key] = search_parameters(self.index, params, None)
+            faiss_params = self._plain_params[key]
+        else:
+            faiss_params = search_parameters(self.index, params, selector)
+        x = self.mips.queries(q) if self.mips is not None else q
+        scores, rows = _search_on_threads(self.index, x, k, faiss_params)
+        if self.mips is not None:
+            scores = self.mips.inner_products(scores, q)
+        return scores, rows
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@contextmanager
-def _threads_for(n_queries: int):
-    """One OpenMP thread for a handful of queries, all of them for a batch.
+def _search_on_threads(index: faiss.Index, x: np.ndarray, k: int, params) -> tuple:
+    """A faiss search on one OpenMP thread for a handful of queries, on all of them for a batch.
 
     On a busy 2-core machine, a single-query faiss search spread over OpenMP threads measured 5-9x
     slower (p50) than on one thread: the threads spin waiting for each other. The setting is
     per calling thread in OpenMP, so concurrent server threads do not disturb one another.
+    (Plain code, not a context manager: this is the hot path, and a generator-based context
+    manager costs several microseconds a call.)
     """
-    if n_queries >= _PARALLEL_MIN_QUERIES:
-        yield
-        return
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
+    before = 1
+    if x.shape[0] < _PARALLEL_MIN_QUERIES:
+        before = faiss.omp_get_max_threads()
+        if before != 1:
+            faiss.omp_set_num_threads(1)
     try:
-        yield
+        if params is None:
+            return index.search(x, k)
+        return index.search(x, k, params=params)
     finally:
-        faiss.omp_set_num_threads(before)
+        if before != 1:
+            faiss.omp_set_num_threads(before)
 
 
 def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
@@ -298,101 +421,11 @@ def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     return out
 
 
-def _train(index: faiss.Index, base: np.ndarray, spec: str, seed: int) -> None:
-    n = base.shape[0]
-    sample = base
-    if n > _TRAIN_SAMPLE:
-        pick = np.random.default_rng(seed).choice(n, _TRAIN_SAMPLE, replace=False)
-        sample = base[np.sort(pick)]
-    try:
-        index.train(sample)
-    except RuntimeError as exc:
-        raise InvalidArgumentError(
-            f"cannot train index {spec!r} on {n} vectors: {_faiss_message(exc)}"
-        ) from None
-
-
-def _core(index: faiss.Index) -> faiss.Index:
-    """The index that does the searching, under pre-transforms and refinement wrappers."""
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, faiss.IndexPreTransform):
-        return _core(inner.index)
-    if isinstance(inner, faiss.IndexRefine):
-        return _core(inner.base_index)
-    return inner
-
-
-def default_search_params(index: faiss.Index) -> dict[str, int]:
-    """Starting search parameters, recorded in the manifest so it says what answered.
-
-    faiss's own defaults (nprobe=1, efSearch=16) give poor recall; these are a safer start.
-    """
-    params: dict[str, int] = {}
-    if isinstance(faiss.downcast_index(index), faiss.IndexRefine):
-        params["k_factor"] = 4  # re-rank 4k candidates exactly; 1 (faiss's default) refines nothing
-    core = _core(index)
-    if isinstance(core, faiss.IndexIVF):
-        params["nprobe"] = int(min(core.nlist, max(8, core.nlist // 16)))
-    elif isinstance(core, faiss.IndexHNSW):
-        params["efSearch"] = 64
-    return params
-
-
-def _widen(index: faiss.Index, params: dict, k: int) -> dict | None:
-    """Search parameters that look further (4x nprobe / efSearch), or None at the limit."""
-    core = _core(index)
-    if isinstance(core, faiss.IndexIVF):
-        nprobe = int(params.get("nprobe", core.nprobe))
-        return None if nprobe >= core.nlist else {**params, "nprobe": min(core.nlist, nprobe * 4)}
-    if isinstance(core, faiss.IndexHNSW):
-        ef = max(int(params.get("efSearch", core.hnsw.efSearch)), k)
-        return None if ef >= core.ntotal else {**params, "efSearch": min(core.ntotal, ef * 4)}
-    return None
-
-
 def _clean_rows(rows: np.ndarray | Sequence[int] | None, ntotal: int) -> np.ndarray:
     if rows is None or len(rows) == 0:
         return np.empty(0, dtype=np.int64)
     rows = np.unique(np.asarray(rows, dtype=np.int64))
     return rows[(rows >= 0) & (rows < ntotal)]
-
-
-def _search_parameters(
-    index: faiss.Index, params: Mapping[str, int], selector: faiss.IDSelector | None
-) -> faiss.SearchParameters | None:
-    """faiss SearchParameters for this index kind, nested through wrappers.
-
-    Passing parameters per call (never ``index.nprobe = ...``) keeps concurrent searches with
-    different settings from racing on the shared index.
-    """
-    inner = faiss.downcast_index(index)
-    if isinstance(inner, faiss.IndexPreTransform):
-        sub = _search_parameters(inner.index, params, selector)
-        return (
-            faiss.SearchParametersPreTransform(sel=selector, index_params=sub)
-            if (sub or selector)
-            else None
-        )
-    if isinstance(inner, faiss.IndexRefine):
-        sub = _search_parameters(inner.base_index, params, selector)
-        p = faiss.IndexRefineSearchParameters(sel=selector, base_index_params=sub)
-        p.k_factor = float(params.get("k_factor", inner.k_factor))
-        return p
-    if isinstance(inner, faiss.IndexIVF):
-        p = faiss.SearchParametersIVF(sel=selector)
-        if "nprobe" in params:
-            p.nprobe = int(params["nprobe"])
-        return p
-    if isinstance(inner, faiss.IndexHNSW):
-        p = faiss.SearchParametersHNSW(sel=selector)
-        if "efSearch" in params:
-            p.efSearch = int(params["efSearch"])
-        return p
-    if selector is None:
-        return None
-    if isinstance(inner, faiss.IndexPQ):
-        return faiss.SearchParametersPQ(sel=selector)
-    return faiss.SearchParameters(sel=selector)
 
 
 def _check_params(params: Mapping[str, int]) -> None:
@@ -407,16 +440,12 @@ def _check_params(params: Mapping[str, int]) -> None:
             )
 
 
-def _faiss_message(exc: BaseException) -> str:
-    """The useful last line of a faiss C++ exception ('Error: ...'), without the C++ frame."""
-    text = str(exc).strip()
-    for line in reversed(text.splitlines()):
-        if "Error" in line or line.strip():
-            return line.split("Error: ", 1)[-1].strip().strip("'")
-    return text
-
-
 def _bar_off(progress: bool | None, n: int) -> bool | None:
     if progress is None:
         return None if n >= 1_000_000 else True  # tqdm: None = off unless on a terminal
     return not progress
+
+
+def _ivf_lists(index: faiss.Index) -> int:
+    ivf = faiss.try_extract_index_ivf(index)
+    return int(ivf.nlist) if ivf is not None else 0

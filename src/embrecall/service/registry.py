@@ -228,7 +228,8 @@ class VersionRegistry:
         s = self.settings
         try:
             path = self.source.path_of(version)
-            rec = load_artifact(path, verify=True)  # manifest, sizes, SHA-256 of every file
+            # Verify manifest, sizes and SHA-256 of every file, then read (or map) them.
+            rec = load_artifact(path, verify=True, mmap=s.mmap)
             canary = None
             if s.canary_queries:
                 canary = check_canary(

@@ -1,0 +1,235 @@
+"""Tune an approximate index to a recall target: the smallest ``nprobe`` / ``efSearch`` whose
+recall@k against exact search, on a sample of real queries, reaches the target.
+
+Queries are what the index will really be asked: user vectors for recommend, item vectors for
+similar items (the query item itself excluded, as the service does). The exact answers come from
+faiss's brute-force kernel in float32, in blocks, which is fast enough for millions of vectors
+(the numpy oracle that tests trust would take minutes there), or from torch on a GPU when one is
+present.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from embrecall.errors import InvalidArgumentError
+from embrecall.index.exact import prepare
+from embrecall.index.faiss_index import VectorIndex
+from embrecall.index.structure import core_index, tunable_param
+
+log = logging.getLogger("embrecall")
+
+DEFAULT_QUERIES = 1000
+_EXACT_BLOCK = 256  # queries per brute-force call: bounds its (block x n) score matrix
+_GROWTH = 1.5
+_K_FACTORS = (4, 8, 16, 32, 64, 128, 256)
+_PLATEAU_STEPS, _PLATEAU_GAIN = 3, 0.005
+
+
+@dataclass
+class Tuning:
+    """What tuning chose and measured; stored in the manifest beside the index."""
+
+    target_recall: float
+    k: int
+    queries: int
+    params: dict[str, int]
+    recall: float
+    reached: bool
+    seconds: float
+    sweep: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tune_to_recall(
+    index: VectorIndex,
+    base: np.ndarray,
+    queries: np.ndarray,
+    *,
+    target: float,
+    k: int = 10,
+    self_rows: np.ndarray | None = None,
+    max_queries: int = DEFAULT_QUERIES,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> Tuning:
+    """Set ``index.search_params`` to the cheapest setting that reaches ``target`` recall@k.
+
+    Parameters
+    ----------
+    index : the built index over ``base``
+    base : (n, d) the raw vectors the index holds (rows 0..n-1)
+    queries : (m, d) query vectors; a seeded sample of ``max_queries`` is used
+    self_rows : (m,) row of each query in ``base`` when queries come from the same space (left out
+        of both the exact and the approximate answers), else None
+    """
+    if not 0 < target <= 1:
+        raise InvalidArgumentError(f"target recall must be in (0, 1], got {target}")
+    t0 = time.perf_counter()
+    pick = np.arange(len(queries))
+    if len(queries) > max_queries:
+        pick = np.sort(np.random.default_rng(seed).choice(len(queries), max_queries, False))
+    q = np.ascontiguousarray(queries[pick], dtype=np.float32)
+    own = None if self_rows is None else np.asarray(self_rows)[pick]
+    kk = min(k, index.ntotal - (0 if own is None else 1))
+    if kk < 1 or len(q) == 0:
+        raise InvalidArgumentError("tuning needs at least one query and k results to find")
+    truth = exact_rows(base, q, kk, index.metric, own)
+    exclude = None if own is None else [np.array([r]) for r in own]
+    param = tunable_param(index.index)
+    values = _candidates(index, param, kk) if param else [None]
+    sweep: list[dict] = []
+    best: tuple[float, dict] = (-1.0, dict(index.search_params))
+    for k_factor in _k_factors(index):
+        base_params = dict(index.search_params)
+        if k_factor is not None:
+            base_params["k_factor"] = k_factor
+
+        def measure(value, base_params=base_params) -> float:
+            nonlocal best
+            params = dict(base_params) if value is None else {**base_params, param: value}
+            recall = _recall(index.search(q, kk, exclude=exclude, params=params)[1], truth)
+            sweep.append({"params": params, "recall": round(recall, 4)})
+            # Of the settings reaching the target, the smallest; else the most accurate.
+            if (recall >= target and (best[0] < target or value < best[1][param])) or (
+                best[0] < target and recall > best[0]
+            ):
+                best = (recall, params)
+            return recall
+
+        previous: list[float] = []
+        for i, value in enumerate(
+            tqdm(values, desc=f"tuning {param or 'recall'}", disable=_quiet(progress))
+        ):
+            recall = measure(value)
+            if recall >= target:
+                if i > 0:  # the steps are 1.5x apart: bisect down to the smallest value
+                    _bisect(measure, values[i - 1], value, target)
+                break
+            if _plateau(previous + [recall]):
+                break
+            previous.append(recall)
+        if best[0] >= target:
+            break
+    recall, params = best
+    if recall < target:
+        # Out of reach: the cheapest setting within a hair of the best recall, not the widest
+        # (on a plateau the widest costs many times more for nothing).
+        near = [st for st in sweep if st["recall"] >= recall - _PLATEAU_GAIN]
+        cheapest = min(
+            near, key=lambda st: (st["params"].get(param, 0), st["params"].get("k_factor", 0))
+        )
+        recall, params = cheapest["recall"], cheapest["params"]
+    index.search_params = dict(params)
+    tuning = Tuning(target, kk, len(q), dict(params), recall, recall >= target, 0.0, sweep)
+    tuning.seconds = round(time.perf_counter() - t0, 2)
+    tuning.recall = round(tuning.recall, 4)
+    if not tuning.reached:
+        log.warning(
+            "%s: best recall@%d %.3f, short of the target %.3f",
+            index.spec,
+            kk,
+            tuning.recall,
+            target,
+        )
+    return tuning
+
+
+def exact_rows(
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    self_rows: np.ndarray | None,
+    *,
+    device: str | None = None,
+) -> np.ndarray:
+    """(m, k) exact top-k rows, each query's own row left out.
+
+    ``device=None`` uses a CUDA GPU through torch when one is there, else faiss's brute-force
+    kernel on the CPU (``"faiss"`` forces that); ``"cuda"`` or ``"cpu"`` run the torch kernel on
+    that torch device.
+    """
+    from embrecall.batch.gpu import cuda_available
+
+    b = np.ascontiguousarray(prepare(base, metric), dtype=np.float32)
+    q = np.ascontiguousarray(prepare(queries, metric), dtype=np.float32)
+    extra = 0 if self_rows is None else 1
+    if device is None and cuda_available():
+        device = "cuda"
+    if device is not None and device != "faiss":
+        from embrecall.batch.gpu import TorchExact
+
+        found = TorchExact(b, metric, device=device).search(q, k + extra)[1]
+    else:
+        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+        found = np.vstack(
+            [
+                faiss.knn(q[start : start + _EXACT_BLOCK], b, k + extra, metric=faiss_metric)[1]
+                for start in range(0, len(q), _EXACT_BLOCK)
+            ]
+        )
+    if not extra:
+        return found[:, :k]
+    out = np.empty((len(q), k), dtype=np.int64)
+    for i, row in enumerate(found):
+        out[i] = row[row != self_rows[i]][:k]
+    return out
+
+
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(np.intersect1d(f[f >= 0], t)) for f, t in zip(found, truth)]
+    return float(np.mean(hits) / truth.shape[1])
+
+
+def _candidates(index: VectorIndex, param: str, k: int) -> list[int]:
+    """Ascending values to try, about 1.5x apart, up to the widest meaningful setting."""
+    core = core_index(index.index)
+    if param == "nprobe":
+        top, start = int(core.nlist), 1
+    else:
+        top, start = max(k, min(index.ntotal, 4096)), max(k, 16)
+    values, v = [], float(start)
+    while int(v) < top:
+        if not values or int(v) > values[-1]:
+            values.append(int(v))
+        v *= _GROWTH
+    values.append(top)
+    return values
+
+
+def _k_factors(index: VectorIndex) -> list[int | None]:
+    """Re-ranking depths to try for a refined index: the more candidates, the less the coarse
+    codes' error matters; 4-bit PQ codes need far more than faiss's default."""
+    if not isinstance(faiss.downcast_index(index.index), faiss.IndexRefine):
+        return [None]
+    start = int(index.search_params.get("k_factor", 4))
+    return [f for f in _K_FACTORS if f >= start] or [start]
+
+
+def _bisect(measure, low: int, high: int, target: float) -> None:
+    """Narrow (low fails, high reaches) to within about 5%, measuring each midpoint."""
+    while high - low > max(1, high // 20):
+        mid = (low + high) // 2
+        if measure(mid) >= target:
+            high = mid
+        else:
+            low = mid
+
+
+def _plateau(recalls: list[float]) -> bool:
+    """Three widenings in a row that gained (almost) nothing: the codes, not the search, limit."""
+    last = recalls[-_PLATEAU_STEPS - 1 :]
+    return len(last) > _PLATEAU_STEPS and last[-1] - last[0] < _PLATEAU_GAIN
+
+
+def _quiet(progress: bool | None) -> bool | None:
+    return None if progress is None else not progress
