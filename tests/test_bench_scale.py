@@ -34,7 +34,7 @@ def test_bench_scale_measures_every_engine_and_writes_table_json_and_plot(tmp_pa
     for point in result["points"]:
         assert 0 <= point["recall"] <= 1 and point["p50_ms"] > 0 and point["batch_qps"] > 0
     assert result["at_target"]["embrecall"]["recall"] == 1.0  # exact
-    assert result["overhead_p50"] > 0
+    assert result["overhead_p50"] > 0 and result["overhead_paired"] > 0
     assert png.stat().st_size > 10_000
     assert "fastest at recall@10" in capsys.readouterr().out
 
