@@ -5,9 +5,9 @@ budget and a latency target.
   target (measured about 3.5M multiply-adds per ms on one core of the development machine).
 - Inner product (recommend): IVF with fast-scan product quantization (4-bit codes, two
   dimensions per code) re-ranked on exact vectors (``RFlat``), through the norm augmentation.
-  On 1M skewed-norm MF-like vectors it reached recall@10 0.96 at 0.16 ms p50 against 0.49 ms
-  for the best HNSW (HNSW16) and 0.53 ms for hnswlib, and built in 15 s against 30-100 s
-  (docs/scale.md): graphs search inner product poorly when norms vary.
+  On 1M skewed-norm MF-like vectors it reached recall@10 0.95 at 0.17 ms p50 against 0.56 ms
+  for hnswlib and 1.16 ms for usearch, and built in 13 s against 42-83 s (docs/scale.md; faiss's
+  own HNSW16/HNSW32 needed 0.49/0.88 ms): graphs search inner product poorly when norms vary.
 - Cosine and L2 (similar items, similar users): ``HNSW32`` up to a few million vectors, the
   faiss guideline for when memory allows (4d + ~270 bytes a vector); on 1M item-to-item cosine
   queries the compressed IVF stalled at recall 0.79 where HNSW reached 0.95. Its build time
