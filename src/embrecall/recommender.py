@@ -416,8 +416,8 @@ class Recommender:
 def _tune(indexes, kinds, spaces, target_recall, k, progress) -> None:
     """Tune every index to the recall target on the queries its query kinds really ask."""
     for name, index in indexes.items():
-        users_of = [kind for kind in kinds.values() if kind.index_name == name]
-        kind = users_of[0]  # kinds sharing an index share its metric and target space
+        # kinds sharing an index share its metric and target space: the first one's queries
+        kind = next(kind for kind in kinds.values() if kind.index_name == name)
         same_space = kind.query_space == kind.target_space
         queries = spaces[kind.query_space].vectors
         self_rows = np.arange(len(queries)) if same_space else None

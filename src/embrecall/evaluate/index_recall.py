@@ -17,7 +17,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import faiss
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -26,6 +25,7 @@ from embrecall.errors import InvalidArgumentError
 from embrecall.evaluate._progress import bar_disabled
 from embrecall.evaluate.metrics import check_ks, recall_against_exact, true_scores
 from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.structure import nlist_of
 from embrecall.recommender import QueryKind, Recommender
 
 log = logging.getLogger("embrecall")
@@ -276,13 +276,9 @@ def _settings(
     if not sweep:
         return [given]
     if "nprobe" in known:
-        nlist = _nlist(index.index)
+        nlist = nlist_of(index.index)
         values = [v for v in (2**i for i in range(32)) if v < nlist] + [nlist]
         return [{**given, "nprobe": v} for v in values]
     if "efSearch" in known:
         return [{**given, "efSearch": v} for v in EF_SEARCH_SWEEP]
     return [given]
-
-
-def _nlist(index: faiss.Index) -> int:
-    return int(faiss.extract_index_ivf(index).nlist)

@@ -28,14 +28,13 @@ import faiss
 
 from embrecall.errors import InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
-from embrecall.index.structure import factory
+from embrecall.index.structure import FAISS_METRIC, factory
 
 AUTO = "auto"
 DEFAULT_MAX_LATENCY_MS = 1.0
 EXACT_MADDS_PER_MS = 3.5e6
 HNSW_MAX_VECTORS = 5_000_000
 _FLAT_QUANTIZER_UP_TO = 16384
-_FAISS_METRIC = {"ip": faiss.METRIC_INNER_PRODUCT, "cosine": faiss.METRIC_INNER_PRODUCT}
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def estimate_bytes(spec: str, n: int, d: int, metric: str) -> int:
     index_dim = augmented_dim(d, spec, metric)
     if index_dim is not None:
         return estimate_index_bytes(factory(index_dim, spec, faiss.METRIC_L2), n)
-    return estimate_index_bytes(factory(d, spec, _FAISS_METRIC.get(metric, faiss.METRIC_L2)), n)
+    return estimate_index_bytes(factory(d, spec, FAISS_METRIC.get(metric, faiss.METRIC_L2)), n)
 
 
 def _ladder(n: int, d: int, metric: str, exact_ms: float, latency_ms: float):

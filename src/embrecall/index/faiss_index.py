@@ -21,10 +21,12 @@ from embrecall.errors import EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
 from embrecall.index.structure import (
+    FAISS_METRIC,
     SEARCH_PARAMS,
     default_search_params,
     factory,
     faiss_message,
+    nlist_of,
     search_parameters,
     widen,
 )
@@ -33,11 +35,6 @@ log = logging.getLogger("embrecall")
 
 Metric = Literal["ip", "cosine", "l2"]
 METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
-_FAISS_METRIC = {
-    "ip": faiss.METRIC_INNER_PRODUCT,
-    "cosine": faiss.METRIC_INNER_PRODUCT,  # on unit vectors, inner product is cosine
-    "l2": faiss.METRIC_L2,
-}
 _ADD_CHUNK = 100_000
 _TRAIN_SAMPLE = 200_000
 _TRAIN_PER_LIST = 64  # k-means wants >= 39 points per centroid; faiss samples 256 at most
@@ -111,7 +108,7 @@ class VectorIndex:
             augmentation = NormAugmentation.fit(vectors, index_dim)
             index = factory(index_dim, spec, faiss.METRIC_L2)
         else:
-            index = factory(d, spec, _FAISS_METRIC[metric])
+            index = factory(d, spec, FAISS_METRIC[metric])
         need = estimate_index_bytes(index, n)
         if max_memory is not None and need > max_memory:
             raise InvalidArgumentError(
@@ -151,7 +148,7 @@ class VectorIndex:
 
     def _train(self, vectors: np.ndarray, seed: int) -> None:
         n = vectors.shape[0]
-        size = min(n, max(_TRAIN_SAMPLE, _TRAIN_PER_LIST * _ivf_lists(self.index)))
+        size = min(n, max(_TRAIN_SAMPLE, _TRAIN_PER_LIST * nlist_of(self.index)))
         sample = vectors
         if size < n:
             pick = np.random.default_rng(seed).choice(n, size, replace=False)
@@ -444,8 +441,3 @@ def _bar_off(progress: bool | None, n: int) -> bool | None:
     if progress is None:
         return None if n >= 1_000_000 else True  # tqdm: None = off unless on a terminal
     return not progress
-
-
-def _ivf_lists(index: faiss.Index) -> int:
-    ivf = faiss.try_extract_index_ivf(index)
-    return int(ivf.nlist) if ivf is not None else 0

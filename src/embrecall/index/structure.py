@@ -11,6 +11,11 @@ from collections.abc import Mapping
 import faiss
 
 SEARCH_PARAMS = ("nprobe", "efSearch", "k_factor")
+FAISS_METRIC = {
+    "ip": faiss.METRIC_INNER_PRODUCT,
+    "cosine": faiss.METRIC_INNER_PRODUCT,  # on unit vectors, inner product is cosine
+    "l2": faiss.METRIC_L2,
+}
 QUANTIZER_EF_SEARCH = 256
 
 
@@ -22,6 +27,12 @@ def core_index(index: faiss.Index) -> faiss.Index:
     if isinstance(inner, faiss.IndexRefine):
         return core_index(inner.base_index)
     return inner
+
+
+def nlist_of(index: faiss.Index) -> int:
+    """The number of IVF lists under any wrappers, 0 for an index without IVF."""
+    ivf = faiss.try_extract_index_ivf(index)
+    return int(ivf.nlist) if ivf is not None else 0
 
 
 def tunable_param(index: faiss.Index) -> str | None:

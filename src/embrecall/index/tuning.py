@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from embrecall.errors import InvalidArgumentError
 from embrecall.index.exact import prepare
 from embrecall.index.faiss_index import VectorIndex
-from embrecall.index.structure import core_index, tunable_param
+from embrecall.index.structure import nlist_of, tunable_param
 
 log = logging.getLogger("embrecall")
 
@@ -192,9 +192,8 @@ def _recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def _candidates(index: VectorIndex, param: str, k: int) -> list[int]:
     """Ascending values to try, about 1.5x apart, up to the widest meaningful setting."""
-    core = core_index(index.index)
     if param == "nprobe":
-        top, start = int(core.nlist), 1
+        top, start = nlist_of(index.index), 1
     else:
         top, start = max(k, min(index.ntotal, 4096)), max(k, 16)
     values, v = [], float(start)
