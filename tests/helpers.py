@@ -127,3 +127,31 @@ def skewed_recsys(n_items: int = 20_000, n_users: int = 500, dim: int = 32, seed
     users = centres[rng.choice(topics, (n_users, 2), p=popularity)].mean(axis=1)
     users = users + 0.8 * rng.standard_normal((n_users, dim)) + 0.3
     return items.astype(np.float32), users.astype(np.float32)
+
+
+def assert_same_list(got, want, *, score_of=None, rtol=1e-5):
+    """Two top-k lists of ``(ids, scores)`` are equally right, ties tolerated.
+
+    The scores must agree place by place. Where the ids differ, the id must tie a score of the
+    reference list; an id absent from the reference is right only when it ties the k-th score
+    (a group of identical vectors larger than k: any k of them is the answer). ``score_of``, when
+    given, recomputes an id's exact score, so a wrong id cannot hide behind a copied score.
+    """
+    (ids, scores), (ref_ids, ref_scores) = got, want
+    ids, ref_ids = np.asarray(ids), np.asarray(ref_ids)
+    assert len(ids) == len(ref_ids)
+    assert len(set(ids.tolist())) == len(ids), "an id is returned twice"
+    np.testing.assert_allclose(scores, ref_scores, rtol=rtol, atol=1e-6)
+    for i in np.flatnonzero(ids != ref_ids):
+        if ids[i] in set(ref_ids.tolist()):
+            tied = np.isclose(ref_scores, scores[i], rtol=rtol, atol=1e-6)
+            assert ids[i] in set(ref_ids[tied].tolist()), f"{ids[i]!r} moved past a better score"
+        else:
+            assert np.isclose(scores[i], ref_scores[-1], rtol=rtol, atol=1e-6), (
+                f"{ids[i]!r} is not in the reference list and does not tie its k-th score"
+            )
+        if score_of is not None:
+            exact = score_of(ids[i])
+            assert np.isclose(exact, scores[i], rtol=1e-4, atol=1e-5), (
+                f"{ids[i]!r} is served with score {scores[i]}, its exact score is {exact}"
+            )

@@ -15,20 +15,11 @@ from embrecall.batch.commands import add_commands
 from embrecall.batch.sinks.base import Sink
 from embrecall.cli import main as cli_main
 from embrecall.errors import InvalidArgumentError, UnknownIdError
+from helpers import assert_same_list
 
 from .support import save_small
 
 QUERIES = ["recommend", "similar_items", "similar_users"]
-
-
-def assert_same_list(got, want, rtol=1e-5):
-    """Equal result lists, ties tolerated: same scores, and where ids differ the scores tie."""
-    (ids, scores), (ref_ids, ref_scores) = got, want
-    assert len(ids) == len(ref_ids)
-    np.testing.assert_allclose(scores, ref_scores, rtol=rtol, atol=1e-6)
-    for i in np.flatnonzero(ids != ref_ids):
-        tied = np.isclose(ref_scores, scores[i], rtol=rtol, atol=1e-6)
-        assert ids[i] in set(ref_ids[tied])
 
 
 @pytest.fixture(params=["sqlite", "parquet"])

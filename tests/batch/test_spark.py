@@ -15,8 +15,7 @@ from embrecall.batch.spark import load_als, read_factors, recall_dataframe, run_
 from embrecall.embeddings import Embeddings
 from embrecall.interactions import Interactions
 from embrecall.recommender import Recommender
-
-from .test_batch_local import assert_same_list
+from helpers import assert_same_list
 
 pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (embrecall[spark])")
 # pyspark 4.3 warns about pandas 3 on every conversion; its warnings are not ours to fix.

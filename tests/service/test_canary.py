@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embrecall.embeddings import Embeddings
 from embrecall.errors import InvalidArgumentError
-from embrecall.index import exact_search
-from embrecall.service import canary
+from embrecall.recommender import Recommender
 from embrecall.service.canary import CanaryError, check_canary, run_canary
 
 from .support import build_version, save_broken_index_version
@@ -55,13 +55,22 @@ def test_bad_options(tmp_path, bad):
         run_canary(build_version(tmp_path, seed=0), **bad)
 
 
-@pytest.mark.parametrize("metric", ["ip", "cosine", "l2"])
-def test_chunked_exact_equals_one_pass(monkeypatch, metric):
-    rng = np.random.default_rng(0)
-    base = rng.standard_normal((1000, 8)).astype(np.float32)
-    queries = rng.standard_normal((5, 8)).astype(np.float32)
-    exclude = [np.array([0, 999]), np.array([]), np.array([500]), np.array([1, 2, 3]), np.array([])]
-    monkeypatch.setattr(canary, "_EXACT_BUDGET_BYTES", 5 * 8 * 70)  # chunks of ~70 rows or fewer
-    chunked = canary._chunked_exact(base, queries, 10, metric, exclude)
-    _, whole = exact_search(base, queries, 10, metric, exclude=exclude)
-    np.testing.assert_array_equal(chunked, whole)
+def _tied_recommender() -> Recommender:
+    """Exact indexes over items where 40 share one vector and 30 another: groups larger than k,
+    as in real Spark ALS factors."""
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((300, 8)).astype(np.float32)
+    items[:40] = items[0]
+    items[40:70] = items[40]
+    users = rng.standard_normal((50, 8)).astype(np.float32)
+    users[:10] = items[0] * 2  # these users' top-k is all one tied group
+    return Recommender.build(
+        Embeddings(np.arange(300) * 3 + 7, items, source="items"),
+        Embeddings(np.arange(50) + 1000, users, source="users"),
+        index="Flat",
+    )
+
+
+def test_tied_groups_larger_than_k_pass_with_full_recall():
+    report = check_canary(_tied_recommender(), queries=50, k=10)
+    assert report.recall == {"recommend": 1.0, "similar_items": 1.0, "similar_users": 1.0}

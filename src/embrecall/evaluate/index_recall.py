@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 
 from embrecall.errors import InvalidArgumentError
 from embrecall.evaluate._progress import bar_disabled
-from embrecall.evaluate.metrics import check_ks, recall_against_exact, true_scores
+from embrecall.evaluate.metrics import check_ks
 from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.recall import recall_against_exact, true_scores
 from embrecall.index.structure import nlist_of
 from embrecall.recommender import QueryKind, Recommender
 

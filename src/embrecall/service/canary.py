@@ -3,9 +3,11 @@
 For every query kind, a seeded sample of query ids is asked through the version's own
 ``Recommender`` (id maps, exclusions, index) and the same vectors are searched by brute force
 with :func:`embrecall.index.exact_search`, the oracle that shares no code with the faiss path.
-The mean recall@k of the first against the second must reach a threshold. This catches what
-checksums cannot: an index built from other vectors, id maps that do not match the index rows,
-an approximate index whose parameters lost too much recall.
+The mean recall@k of the first against the second, ties tolerated (a result counts when its exact
+score reaches the exact k-th score), must reach a threshold. This catches what checksums cannot
+when the files are self-consistent: an index built from other vectors than the ones shipped
+beside it, an approximate index whose parameters lost too much recall. (An id map shuffled
+together with its vectors is consistent and cannot be caught: the artifact's checksums guard it.)
 
 No HTTP here (the CLI's ``publish --check`` runs it too).
 """
@@ -19,14 +21,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embrecall.errors import ArtifactError, InvalidArgumentError
-from embrecall.index import exact_search
+from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.recall import recall_at_k
 
 if TYPE_CHECKING:
     from embrecall.recommender import Recommender
-
-# exact_search works in float64 on the whole base it is given; chunking the base bounds that,
-# so that a canary over 1M items does not need gigabytes next to the version being served.
-_EXACT_BUDGET_BYTES = 64 << 20
 
 
 class CanaryError(ArtifactError):
@@ -133,37 +132,14 @@ def _kind_recall(rec: Recommender, name: str, kind, queries: int, k: int, rng) -
     else:
         got, _ = rec.search(name, source.vectors[rows], k)
         same_space = False
+    queries_v = source.vectors[rows]
     exclude = [np.array([r]) for r in rows] if same_space else None
-    exact_rows = _chunked_exact(target.vectors, source.vectors[rows], k, kind.metric, exclude)
-    hits = []
-    for got_row, exact_row in zip(got, exact_rows):
-        truth = set(target.ids[exact_row[exact_row >= 0]].tolist())
-        if truth:
-            hits.append(len(truth & set(got_row.tolist())) / len(truth))
-    return float(np.mean(hits)) if hits else 1.0
-
-
-def _chunked_exact(
-    base: np.ndarray, queries: np.ndarray, k: int, metric: str, exclude
-) -> np.ndarray:
-    """``exact_search`` over row chunks of ``base``, merged: same rows, bounded memory."""
-    m, d = queries.shape
-    # exact_search holds a float64 copy of the chunk (d per row) and the scores (m per row; for
-    # l2 the (m, rows, d) difference)
-    per_row = 8 * (d + m * (d if metric == "l2" else 1))
-    chunk = max(k, _EXACT_BUDGET_BYTES // per_row)
-    all_scores, all_rows = [], []
-    for start in range(0, base.shape[0], chunk):
-        stop = min(start + chunk, base.shape[0])
-        local = None
-        if exclude is not None:
-            local = [e[(e >= start) & (e < stop)] - start for e in exclude]
-        scores, rows = exact_search(base[start:stop], queries, k, metric, exclude=local)
-        all_scores.append(scores)
-        all_rows.append(np.where(rows >= 0, rows + start, -1))
-    scores = np.concatenate(all_scores, axis=1).astype(np.float64)
-    rows = np.concatenate(all_rows, axis=1)
-    order_key = scores if metric == "l2" else -scores
-    order_key = np.where(rows >= 0, order_key, np.inf)  # padding sorts last
-    order = np.argsort(order_key, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(rows, order, axis=1)
+    _, exact_rows = exact_topk(target.vectors, queries_v, k, kind.metric, exclude)
+    # Back from the ids served to rows, which the exact answer and the true scores speak.
+    found = np.full(exact_rows.shape, -1, dtype=np.int64)
+    for i, got_ids in enumerate(got):
+        got_ids = got_ids[: exact_rows.shape[1]]
+        if len(got_ids):
+            found[i, : len(got_ids)] = target.lookup_rows(got_ids)
+    # Ties tolerated: real ALS factors hold groups of identical vectors larger than k.
+    return float(recall_at_k(target.vectors, queries_v, found, exact_rows, kind.metric).mean())
