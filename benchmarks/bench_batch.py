@@ -31,6 +31,7 @@ from embrecall.batch import plan_batch, run_batch  # noqa: E402
 from embrecall.batch.compute import exclusions  # noqa: E402
 from embrecall.batch.topk import topk_exact  # noqa: E402
 from embrecall.embeddings import Embeddings  # noqa: E402
+from embrecall.index.recall import recall_at_k as tie_tolerant_recall  # noqa: E402
 from embrecall.interactions import SeenItems  # noqa: E402
 from embrecall.recommender import Recommender  # noqa: E402
 
@@ -94,14 +95,15 @@ def timed_run(rec, k, sample, out, block_size=4096, **plan_options) -> dict:
 
 
 def recall_at_k(rec, k, sample, params) -> float:
+    """Mean recall@k of the ANN index against exact, ties at the k-th score tolerated."""
     rows = np.arange(min(sample, 2048))
     ex = exclusions(plan_batch(rec, k), plan_batch(rec, k).tasks[0], rows)
-    _, exact_rows = topk_exact(rec.users.vectors[rows], rec.items.vectors, k, "ip", exclude=ex)
+    queries = rec.users.vectors[rows]
+    _, exact_rows = topk_exact(queries, rec.items.vectors, k, "ip", exclude=ex)
     index = rec.indexes[rec.query_kinds["recommend"].index_name]
     excluded = [ex[1][ex[0][i] : ex[0][i + 1]] for i in range(len(rows))]
-    _, ann_rows = index.search(rec.users.vectors[rows], k, exclude=excluded, params=params)
-    hits = [len(set(a[a >= 0]) & set(e[e >= 0])) for a, e in zip(ann_rows, exact_rows)]
-    return float(np.sum(hits) / np.sum(exact_rows >= 0))
+    _, ann_rows = index.search(queries, k, exclude=excluded, params=params)
+    return float(tie_tolerant_recall(rec.items.vectors, queries, ann_rows, exact_rows, "ip").mean())
 
 
 # -- commands --------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from recsys_data import recsys_vectors  # noqa: E402
 from embrecall.index import VectorIndex  # noqa: E402
 from embrecall.index.choice import choose_index, ivf_lists  # noqa: E402
 from embrecall.index.memory import format_size  # noqa: E402
+from embrecall.index.recall import recall_at_k  # noqa: E402
 from embrecall.index.structure import tunable_param  # noqa: E402
 from embrecall.index.tuning import exact_rows, tune_to_recall  # noqa: E402
 
@@ -189,9 +190,19 @@ def _saved_size(save) -> int:
 
 
 # -- measuring -------------------------------------------------------------------------------
-def recall_of(rows: np.ndarray, truth: np.ndarray) -> float:
-    rows = np.asarray(rows, dtype=np.int64)
-    return float(np.mean([len(np.intersect1d(r, t)) / len(t) for r, t in zip(rows, truth)]))
+@dataclass
+class Truth:
+    """The exact top-k rows of the queries, with what is needed to judge ties."""
+
+    base: np.ndarray
+    queries: np.ndarray
+    rows: np.ndarray
+
+
+def recall_of(rows: np.ndarray, truth: Truth) -> float:
+    """Mean recall@k with ties at the k-th score tolerated (embrecall's one measure), the same
+    for every engine."""
+    return float(recall_at_k(truth.base, truth.queries, rows, truth.rows, "ip").mean())
 
 
 def sweep(
@@ -287,7 +298,7 @@ def run_dataset(name, items, users, args) -> dict:
     print(f"\n== {name}: {n:,} items x {d}, {len(users):,} queries, inner product, k=10")
     queries = np.ascontiguousarray(users[: args.queries], dtype=np.float32)
     t0 = time.perf_counter()
-    truth = exact_rows(items, queries, 10, "ip", None)
+    truth = Truth(items, queries, exact_rows(items, queries, 10, "ip", None))
     print(f"  exact answers in {time.perf_counter() - t0:.1f}s")
     choice = choose_index(n, d, "ip")
     print(f"  embrecall chooses {choice.spec}: {choice.reason}")
