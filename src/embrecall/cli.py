@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,8 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    elif getattr(args, "quiet", False):
+        # Warnings (faiss's own among them, see index.native_output) go through the logger.
+        logging.getLogger("embrecall").setLevel(logging.ERROR)
     try:
         return args.run(args)
+    except BrokenPipeError:
+        # The reader went away (`embrecall recommend ... | head -2`): it has what it wanted.
+        # Point stdout at /dev/null so that the interpreter's final flush does not fail too.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except EmbrecallError as exc:
         print(f"embrecall: error: {exc}", file=sys.stderr)
         return 1
@@ -308,7 +318,11 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--json", action="store_true", help="print one JSON object with a results list"
         )
-        q.add_argument("--exclude", help="comma-separated item ids to leave out")
+        q.add_argument(
+            "--exclude",
+            help=f"comma-separated {'user' if command == 'similar-users' else 'item'} ids to "
+            "leave out",
+        )
         if command == "recommend":
             q.add_argument(
                 "--include-seen", action="store_true", help="do not exclude the user's seen items"

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from embrecall.errors import EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
+from embrecall.index.native_output import native_stderr_logged
 from embrecall.index.structure import (
     FAISS_METRIC,
     SEARCH_PARAMS,
@@ -159,7 +160,8 @@ class VectorIndex:
             # step on the GPUs (faiss's own recipe). The index itself stays on the CPU.
             ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
         try:
-            self.index.train(self._encode_items(sample))
+            with native_stderr_logged(f"training {self.spec}"):
+                self.index.train(self._encode_items(sample))
         except RuntimeError as exc:
             raise InvalidArgumentError(
                 f"cannot train index {self.spec!r} on {n} vectors: {faiss_message(exc)}"
