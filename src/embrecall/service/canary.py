@@ -23,6 +23,7 @@ import numpy as np
 from embrecall.errors import ArtifactError, InvalidArgumentError
 from embrecall.evaluate.oracle import exact_topk
 from embrecall.index.recall import recall_at_k
+from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 
 if TYPE_CHECKING:
     from embrecall.recommender import Recommender
@@ -69,7 +70,12 @@ class CanaryReport:
 
 
 def run_canary(
-    rec: Recommender, *, queries: int = 20, k: int = 10, min_recall: float = 0.9, seed: int = 0
+    rec: Recommender,
+    *,
+    queries: int = DEFAULT_QUERIES,
+    k: int = DEFAULT_K,
+    min_recall: float = DEFAULT_MIN_RECALL,
+    seed: int = 0,
 ) -> CanaryReport:
     """Ask ``queries`` sampled ids of every query kind and compare with the exact answer.
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from embrecall.errors import ArtifactError, require_extra
+from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -78,10 +79,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--move", action="store_true", help="move the artifact instead of copying it")
     p.add_argument("--no-check", action="store_true", help="skip the canary queries")
     p.add_argument(
-        "--canary-queries", type=int, default=20, help="query ids per query kind (default 20)"
+        "--canary-queries",
+        type=int,
+        default=DEFAULT_QUERIES,
+        help=f"query ids per query kind (default {DEFAULT_QUERIES})",
     )
     p.add_argument(
-        "--canary-min-recall", type=float, default=0.9, help="recall@10 floor (default 0.9)"
+        "--canary-min-recall",
+        type=float,
+        default=DEFAULT_MIN_RECALL,
+        help=f"recall@{DEFAULT_K} floor, ties tolerated (default {DEFAULT_MIN_RECALL}); "
+        "the root records it, and servers check this version against the same floor",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=_cmd_publish)

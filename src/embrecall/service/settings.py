@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 
 require_extra("fastapi", "server")  # pydantic comes with it; name the extra, not a bare ImportError
 
@@ -70,9 +71,11 @@ class Settings(BaseModel):
     watch_interval_s: float = Field(
         1.0, ge=0, description="How often to look at CURRENT for a new version; 0 turns it off."
     )
-    canary_queries: int = Field(20, ge=0, description="Canary query ids per query kind; 0: none.")
-    canary_k: int = Field(10, ge=1)
-    canary_min_recall: float = Field(0.9, ge=0, le=1)
+    canary_queries: int = Field(
+        DEFAULT_QUERIES, ge=0, description="Canary query ids per query kind; 0: none."
+    )
+    canary_k: int = Field(DEFAULT_K, ge=1)
+    canary_min_recall: float = Field(DEFAULT_MIN_RECALL, ge=0, le=1)
     recall_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Share of single queries re-checked exactly, off the path."
     )
