@@ -223,9 +223,15 @@ def _index_lines(q: dict[str, Any]) -> list[str]:
         t = q["tuning"]
         params = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "-"
         verdict = "reached" if t["reached"] else "NOT reached"
+        held_out = (
+            f", {t['holdout_recall']:.3f} on {t['holdout_queries']} held out"
+            if t.get("holdout_recall") is not None
+            else ""
+        )
         lines.append(
             f"  tuned         recall@{t['k']} {t['recall']:.3f} on {t['queries']} "
-            f"{t['query_kind']} queries, target {t['target_recall']} {verdict} ({params})"
+            f"{t['query_kind']} queries{held_out}, target {t['target_recall']} {verdict} "
+            f"({params})"
         )
     return lines
 
