@@ -32,7 +32,7 @@ def test_tuning_picks_the_smallest_setting_that_reaches_the_target(skewed, spec,
     assert tuning.queries == tuning.holdout_queries == 200  # 400 users, shared half and half
     assert index.search_params[param] == tuning.params[param]
     # Checked independently on each sample: the chosen value reaches the target on both...
-    tune_rows, hold_rows = _split(len(users), 1000, 0)
+    tune_rows, hold_rows = _split(len(users), 1000, 1000, 0)
     samples = [users[tune_rows], users[hold_rows]]
     truths = [exact_rows(items, q, 10, "ip", None) for q in samples]
     for q, truth in zip(samples, truths):
@@ -51,7 +51,7 @@ def test_a_setting_is_confirmed_on_queries_it_was_not_tuned_on(skewed):
     items, users = skewed
     index = VectorIndex.build(items, "ip", "IVF256,Flat")
     tuning = tune_to_recall(index, items, users, target=0.95, k=10, max_queries=150)
-    tune_rows, hold_rows = _split(len(users), 150, 0)
+    tune_rows, hold_rows = _split(len(users), 150, 150, 0)
     assert len(tune_rows) == len(hold_rows) == 150 and not set(tune_rows) & set(hold_rows)
     assert tuning.holdout_queries == 150 and tuning.holdout_recall >= 0.95
     confirmed = [st for st in tuning.sweep if "holdout_recall" in st]

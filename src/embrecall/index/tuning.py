@@ -82,6 +82,7 @@ def tune_to_recall(
     k: int = 10,
     self_rows: np.ndarray | None = None,
     max_queries: int = DEFAULT_QUERIES,
+    holdout_queries: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
 ) -> Tuning:
@@ -101,11 +102,14 @@ def tune_to_recall(
         used for tuning and for the held-out check
     self_rows : (m,) row of each query in ``base`` when queries come from the same space (left out
         of both the exact and the approximate answers), else None
+    holdout_queries : size of the held-out sample; None: as many as ``max_queries``; 0: no
+        held-out check (the setting then just reaches the target on the tuning sample)
     """
     if not 0 < target <= 1:
         raise InvalidArgumentError(f"target recall must be in (0, 1], got {target}")
     t0 = time.perf_counter()
-    tune_pick, hold_pick = _split(len(queries), max_queries, seed)
+    hold_max = max_queries if holdout_queries is None else holdout_queries
+    tune_pick, hold_pick = _split(len(queries), max_queries, hold_max, seed)
     kk = min(k, index.ntotal - (0 if self_rows is None else 1))
     if kk < 1 or len(tune_pick) == 0:
         raise InvalidArgumentError("tuning needs at least one query and k results to find")
@@ -186,12 +190,13 @@ def tune_to_recall(
     return tuning
 
 
-def _split(m: int, max_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint seeded samples of query positions: (tuning, held out), each at most
-    ``max_queries``; when fewer than twice that exist they share them half and half."""
+def _split(m: int, tune_max: int, hold_max: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint seeded samples of query positions: (tuning, held out) of at most ``tune_max``
+    and ``hold_max``; when too few queries exist for both, they share them half and half."""
     order = np.random.default_rng(seed).permutation(m)
-    take = min(max_queries, m - m // 2)
-    return np.sort(order[:take]), np.sort(order[take : take + min(max_queries, m // 2)])
+    hold = min(hold_max, m // 2)
+    take = min(tune_max, m - hold)
+    return np.sort(order[:take]), np.sort(order[take : take + hold])
 
 
 def _sample(index, base, queries, self_rows, pick, k) -> _Sample:
