@@ -191,3 +191,35 @@ def test_version_1_fixture_still_loads_and_answers():
         rec.results(*rec.recommend(expected[0]["id"], k=1))[0]["title"]
         == expected[0]["first_title"]
     )
+
+
+def test_a_save_killed_between_its_renames_is_undone_by_the_next(saved, tmp_path):
+    """The state a kill between moving the old artifact aside and renaming the new one in
+    leaves: the old one is put back, the half-made new one removed, and no lock file stays."""
+    rec, path = saved
+    target = tmp_path / "art"
+    shutil.copytree(path, tmp_path / ".art.old-0123abcd")
+    (tmp_path / ".art.tmp-89abcdef").mkdir()  # a killed save's unfinished staging
+    (tmp_path / ".art.tmp-89abcdef" / "items").mkdir()
+    (tmp_path / ".art.lock").touch()  # left by the killed process; nobody holds it
+    other = tmp_path / ".art.v2.tmp-0123abcd"  # another output's (art.v2) folder: not ours
+    other.mkdir()
+    with pytest.raises(ArtifactError, match=r"already exists \(pass overwrite=True"):
+        save_artifact(rec, target)
+    embrecall.load(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".art.v2.tmp-0123abcd", "art"]
+    save_artifact(rec, target, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".art.v2.tmp-0123abcd", "art"]
+
+
+def test_symlinks_and_special_files_are_refused_at_verify(saved, tmp_path):
+    import os
+
+    path = _copy(saved, tmp_path)
+    (path / "seen" / "link").symlink_to(path / "manifest.json")  # even one pointing inside
+    with pytest.raises(ArtifactError, match="seen/link is a symbolic link"):
+        embrecall.load(path)
+    (path / "seen" / "link").unlink()
+    os.mkfifo(path / "pipe")
+    with pytest.raises(ArtifactError, match="pipe is not a regular file"):
+        embrecall.load(path)

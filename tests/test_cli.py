@@ -169,7 +169,8 @@ def test_bad_input_gives_one_line_and_nonzero_exit(artifact, tmp_path, argv, mes
 def test_build_refuses_to_overwrite_without_force(artifact, data, capsys):
     argv = ["build", "--items", str(data.items), "--out", str(artifact), "-q"]
     assert main(argv) == 1
-    assert "already exists" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already exists (pass --force to replace it)" in err and "overwrite" not in err
     assert main([*argv, "--force", "--users", str(data.users)]) == 0
 
 

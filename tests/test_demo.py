@@ -39,3 +39,45 @@ def test_demo_data_is_seeded_and_movielens_shaped(tmp_path):
     )  # quoted titles with commas
     assert a.items.read_text().startswith("id,features\n") and '"[' in a.items.read_text()
     assert set(a.favourite_genre.values()) <= set(GENRES)
+
+
+def _demo(tmp_path, *argv):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "embrecall", "demo", *argv],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_demo_removes_its_temporary_folder(tmp_path):
+    proc = _demo(tmp_path)
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    proc.stderr.close()
+    assert list(tmp_path.glob("embrecall-demo-*")) == []
+    proc = _demo(tmp_path, "--movielens", str(tmp_path))  # an error: --embeddings missing
+    assert proc.wait(timeout=120) == 1
+    proc.stderr.close()
+    assert list(tmp_path.glob("embrecall-demo-*")) == []
+
+
+def test_demo_removes_its_temporary_folder_on_ctrl_c(tmp_path):
+    import signal
+    import time
+
+    proc = _demo(tmp_path)
+    deadline = time.monotonic() + 60
+    # interrupt once its data is written, while it builds
+    while not list(tmp_path.glob("embrecall-demo-*/data/*")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) in (0, 130)
+    proc.stderr.close()
+    assert list(tmp_path.glob("embrecall-demo-*")) == []

@@ -6,7 +6,9 @@ batch sinks), so a reader sees the old state or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -41,3 +43,55 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, *, remove: bool = False) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``path`` (created when absent) for the block.
+
+    The kernel drops the lock when its holder dies, so whoever takes it next knows that every
+    temporary thing made under it by an earlier holder is stale. With ``remove=True`` the lock
+    file is deleted on release; a waiter that then wakes on the deleted file sees that its inode
+    is no longer the one at ``path`` and takes the lock again on the new file.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: one writer at a time is then the operator's job
+        yield
+        return
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # while still held, see above
+        os.close(fd)
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the ``flock`` of ``path`` now (False when there is none)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock taken just now
+    return False

@@ -11,9 +11,13 @@ Layout (format version 1)::
       catalog.parquet          item metadata (optional)
       seen/indptr.npy, seen/item_rows.npy   CSR of the items each user has seen (optional)
 
-Writing goes to a temporary sibling directory that is renamed into place, so a reader never sees
-a half-written artifact. Loading verifies sizes and checksums before faiss reads a byte: faiss has
-no checksums of its own and accepts many bit-flipped files.
+Writing goes to a temporary sibling directory (``.NAME.tmp-XXXXXXXX``) that is renamed into place,
+so a reader never sees a half-written artifact. A writer holds ``.NAME.lock`` beside it while it
+works; the next writer of NAME removes what a killed one left (and puts back an old artifact that
+was moved aside for one that never arrived). An artifact holds regular files only: symbolic links
+are refused, so that copying or serving one never reaches outside it. Loading verifies sizes and
+checksums before faiss reads a byte: faiss has no checksums of its own and accepts many
+bit-flipped files.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
-import tempfile
+import stat
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embrecall._durable import fsync_dir
+from embrecall._durable import exclusive_lock, fsync_dir
 from embrecall._durable import fsync_tree as _fsync_tree  # a name tests can patch
 from embrecall.embeddings import Embeddings
 from embrecall.errors import ArtifactError, EmbrecallError
@@ -52,23 +58,65 @@ _HASH_CHUNK = 8 << 20
 _INDEX_NOTES = ("choice", "tuning")  # how an index was chosen and tuned, kept for `inspect`
 
 
+class ArtifactExistsError(ArtifactError):
+    """The output directory exists and replacing it was not asked for (``.path`` says which)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} already exists (pass overwrite=True to replace it)")
+        self.path = path
+
+
 # -- writing ---------------------------------------------------------------------------------
 def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write ``rec`` to the directory ``path`` atomically; returns the path.
 
     An existing ``path`` is refused unless ``overwrite=True``, in which case it is replaced only
-    once the new artifact is complete.
+    once the new artifact is complete. Temporary folders left beside ``path`` by a killed save
+    of the same ``path`` are removed first.
     """
-    from embrecall import __version__
-
     target = Path(path)
     if target.exists() and not overwrite:
-        raise ArtifactError(
-            f"{target} already exists (pass overwrite=True / --force to replace it)"
-        )
+        raise ArtifactExistsError(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; an artifact is shared with servers
+    with exclusive_lock(target.with_name(f".{target.name}.lock"), remove=True):
+        _clean_leftovers(target)
+        if target.exists() and not overwrite:  # put back by the clean-up
+            raise ArtifactExistsError(target)
+        staging = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}")
+        staging.mkdir(0o755)  # an artifact is shared with servers
+        _write(rec, staging, target)
+    return target
+
+
+def _leftover_pattern(target: Path) -> re.Pattern:
+    # exact, so that the leftovers of "art" are never those of "art.tmp-x" or "art.old-y"
+    return re.compile(rf"\.{re.escape(target.name)}\.(tmp|old)-[0-9a-f]{{8}}")
+
+
+def _clean_leftovers(target: Path) -> None:
+    """Remove what killed saves of ``target`` left; called with ``target``'s lock held."""
+    pattern = _leftover_pattern(target)
+    matches = [(p, pattern.fullmatch(p.name)) for p in target.parent.iterdir()]
+    found = [p for p, m in matches if m]
+    olds = sorted((p for p, m in matches if m and m.group(1) == "old"), key=_mtime)
+    if olds and not os.path.lexists(target):
+        # killed between moving the old artifact aside and renaming the new one in
+        os.rename(olds[-1], target)
+        fsync_dir(target.parent)
+        log.warning("%s: put back the artifact a killed save had moved aside", target)
+        found.remove(olds[-1])
+    for p in found:
+        log.info("removing %s, left by a killed save", p)
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    return path.lstat().st_mtime
+
+
+def _write(rec: Recommender, staging: Path, target: Path) -> None:
+    from embrecall import __version__
+
     try:
         manifest: dict[str, Any] = {
             "format": FORMAT,
@@ -125,7 +173,6 @@ def save_artifact(rec: Recommender, path: str | os.PathLike, *, overwrite: bool 
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
 
 
 def _version_needed(rec: Recommender) -> int:
@@ -157,7 +204,8 @@ def _move_into_place(staging: Path, target: Path) -> None:
         os.rename(staging, target)
         fsync_dir(target.parent)
         return
-    old = target.with_name(f".{target.name}.old-{os.getpid()}-{int(time.time())}")
+    # the staging suffix, so that a kill between the two renames is recognised and undone
+    old = target.with_name(f".{target.name}.old-{staging.name.rsplit('-', 1)[1]}")
     os.rename(target, old)
     os.rename(staging, target)
     fsync_dir(target.parent)
@@ -192,6 +240,7 @@ def verify_artifact(path: str | os.PathLike) -> dict[str, Any]:
     """Check every file's presence, size and SHA-256 against the manifest; return the manifest."""
     root = Path(path)
     manifest = read_manifest(root)
+    check_regular_tree(root)
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise ArtifactError(f"{root / MANIFEST}: lists no files")
@@ -330,8 +379,36 @@ def _load_npy(path: Path, mmap: bool = False) -> np.ndarray:
         raise ArtifactError(f"{path}: not a plain numpy array file ({exc})") from None
 
 
+def check_regular_tree(root: str | os.PathLike) -> None:
+    """Refuse anything under ``root`` but folders and regular files (``root`` itself may be a
+    link): a symbolic link would make a copy take its target along, and a pipe would hang it."""
+    root = Path(root)
+    for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked folders
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            mode = p.lstat().st_mode
+            rel = p.relative_to(root).as_posix()
+            if stat.S_ISLNK(mode):
+                raise ArtifactError(
+                    f"{root}: {rel} is a symbolic link; an artifact holds regular files only"
+                )
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise ArtifactError(
+                    f"{root}: {rel} is not a regular file; an artifact holds regular files only"
+                )
+
+
 def _inside(root: Path, rel: str) -> Path:
-    """``root/rel``, refusing paths that would leave the artifact (a hostile manifest)."""
+    """``root/rel``, refusing paths that would leave the artifact (a hostile manifest) and
+    symbolic links (also when loading without verification)."""
+    p = root
+    for part in Path(rel).parts:
+        p = p / part
+        if p.is_symlink():
+            raise ArtifactError(
+                f"{root}: {p.relative_to(root).as_posix()} is a symbolic link; "
+                "an artifact holds regular files only"
+            )
     candidate = (root / rel).resolve()
     if not str(candidate).startswith(str(root.resolve()) + os.sep):
         raise ArtifactError(f"{root}: manifest path {rel!r} points outside the artifact")

@@ -53,6 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands --------------------------------------------------------------------------------
 def _cmd_build(args: argparse.Namespace) -> int:
+    from embrecall.artifact import ArtifactExistsError
+    from embrecall.errors import ArtifactError
+
+    try:
+        return _build(args)
+    except ArtifactExistsError as exc:  # the library's message names the Python keyword
+        raise ArtifactError(f"{exc.path} already exists (pass --force to replace it)") from None
+
+
+def _build(args: argparse.Namespace) -> int:
     from embrecall.pipeline import build
 
     specs = {

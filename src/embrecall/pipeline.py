@@ -7,8 +7,10 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from embrecall.artifact import ArtifactExistsError
 from embrecall.catalog import Catalog, read_catalog
 from embrecall.embeddings import Embeddings
 from embrecall.interactions import Interactions, read_interactions
@@ -60,7 +62,12 @@ def build(
     read_options : dict
         Passed to ``read_embeddings`` for both files (``format``, ``id_column``,
         ``vector_column``, ``on_bad_row``).
+    overwrite : bool
+        Replace an existing ``out``; without it an existing ``out`` is refused before anything
+        is read (:class:`~embrecall.artifact.ArtifactExistsError`).
     """
+    if out is not None and not overwrite and os.path.lexists(out):
+        raise ArtifactExistsError(Path(out))  # before minutes of reading and indexing
     t0 = time.perf_counter()
     opts = dict(read_options or {})
     item_emb = items if isinstance(items, Embeddings) else read_embeddings(items, **opts)

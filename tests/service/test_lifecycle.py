@@ -128,8 +128,9 @@ def test_corrupted_version_is_refused_while_the_old_one_serves(root, artifacts, 
         error = r.json()["error"]
         assert error["code"] == "version_refused" and error["reason"] == "artifact"
         assert "SHA-256" in error["message"]
-        # the pointer moves to the bad version: the watcher tries, refuses, keeps v1
-        root.activate("v2")
+        # the pointer moves to the bad version (by hand: activate itself now refuses it), and
+        # the watcher tries, refuses, keeps v1
+        (root.path / "CURRENT").write_text("v2\n")
         wait_for(
             lambda: metric(server, 'embrecall_version_load_failures_total{reason="artifact"}') == 2
         )

@@ -6,6 +6,7 @@ pointed at a MovieLens folder and Spark ALS embeddings it runs the same flow on 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -36,12 +37,25 @@ def run_demo(
     k: int = 10,
     emit: Callable[[str], None] = print,
 ) -> Recommender:
-    """Run the whole flow and ``emit`` readable output; returns the loaded recommender."""
-    work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="embrecall-demo-"))
+    """Run the whole flow and ``emit`` readable output; returns the loaded recommender.
+
+    Without ``out_dir`` the data and artifact go to a temporary folder that is removed at the
+    end, also on an error or Ctrl-C; the returned recommender is held in memory.
+    """
     if (movielens is None) != (embeddings is None):
         raise InputFormatError(
             "give both --movielens and --embeddings, or neither for the built-in data"
         )
+    if out_dir:
+        return _run(Path(out_dir), movielens, embeddings, user_ids, k, emit, keep=True)
+    work = Path(tempfile.mkdtemp(prefix="embrecall-demo-"))
+    try:
+        return _run(work, movielens, embeddings, user_ids, k, emit, keep=False)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, movielens, embeddings, user_ids, k: int, emit, *, keep: bool) -> Recommender:
     if movielens:
         inputs = _real_inputs(Path(movielens), Path(embeddings))
         emit(f"Data: {inputs.items}, {inputs.users}, {inputs.catalog}, {inputs.interactions}")
@@ -59,9 +73,10 @@ def run_demo(
         overwrite=True,
     )
     info = rec.describe()
+    where = f"written to {artifact}" if keep else "in a temporary folder (--out-dir keeps it)"
     emit(
         f"  {info['spaces']['items']['count']} items and {info['spaces']['users']['count']} users, "
-        f"dimension {info['spaces']['items']['dim']}; written to {artifact}"
+        f"dimension {info['spaces']['items']['dim']}; {where}"
     )
     from embrecall import load
 
@@ -72,10 +87,12 @@ def run_demo(
     first_item = rec.recommend(users[0], k=1)[0][0]
     _show_similar_items(rec, first_item, k, emit)
     _show_similar_users(rec, users[0], k, inputs.favourite_genre, emit)
+    shown = artifact if keep else "DIR/artifact"
     emit(
-        f"\nNext: embrecall recommend {artifact} {users[0]} -k 30   |   "
-        f"embrecall similar-items {artifact} {first_item}   |   "
-        f"embrecall inspect {artifact}"
+        ("" if keep else "\nNext: embrecall demo --out-dir DIR keeps the artifact, then")
+        + f"\nNext: embrecall recommend {shown} {users[0]} -k 30   |   "
+        f"embrecall similar-items {shown} {first_item}   |   "
+        f"embrecall inspect {shown}"
     )
     return rec
 

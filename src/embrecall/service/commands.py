@@ -17,6 +17,13 @@ from typing import Any
 from embrecall.errors import ArtifactError, require_extra
 from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 
+# the canary publish runs by default; a rollback uses what the target was published with
+CANARY_DEFAULTS: dict[str, Any] = {
+    "min_recall": DEFAULT_MIN_RECALL,
+    "queries": DEFAULT_QUERIES,
+    "k": DEFAULT_K,
+}
+
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``serve``, ``publish``, ``rollback`` and ``versions`` on ``subparsers``."""
@@ -98,10 +105,25 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "rollback",
         help="point a root of versions back at the previous version",
         description="Point ROOT/CURRENT at the version that was current before (repeat to go "
-        "further back), or at --to VERSION.",
+        "further back), or at --to VERSION. The target's checksums and canary are checked "
+        "first (with the floor it was published with, unless the flags below say otherwise); "
+        "a target that fails is refused and nothing changes.",
     )
     r.add_argument("root", metavar="ROOT")
     r.add_argument("--to", dest="version", help="activate this version id instead")
+    r.add_argument("--no-check", action="store_true", help="skip the canary queries")
+    r.add_argument(
+        "--canary-queries",
+        type=int,
+        default=None,
+        help=f"query ids per query kind (default: as published, else {CANARY_DEFAULTS['queries']})",
+    )
+    r.add_argument(
+        "--canary-min-recall",
+        type=float,
+        default=None,
+        help=f"recall floor (default: as published, else {CANARY_DEFAULTS['min_recall']})",
+    )
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(run=_cmd_rollback)
 
@@ -166,24 +188,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from embrecall.versions import VersionRoot
 
-    check = None
+    floor = None
     if not args.no_check:
-
-        def check(path) -> None:
-            from embrecall.artifact import load_artifact
-            from embrecall.service.canary import check_canary
-
-            report = check_canary(
-                load_artifact(path, verify=False),
-                queries=args.canary_queries,
-                min_recall=args.canary_min_recall,
-            )
-            if not args.json:
-                print(report.summary(), file=sys.stderr)
-
+        floor = {
+            **CANARY_DEFAULTS,
+            "min_recall": args.canary_min_recall,
+            "queries": args.canary_queries,
+        }
     root = VersionRoot(args.root)
     version = root.publish(
-        args.artifact, args.version, activate=not args.no_activate, move=args.move, check=check
+        args.artifact,
+        args.version,
+        activate=not args.no_activate,
+        move=args.move,
+        check=_canary_check(args, lambda path: floor) if floor else None,
+        canary_floor=floor,
     )
     current = root.current()
     _print(
@@ -199,18 +218,50 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     from embrecall.versions import VersionRoot
 
     root = VersionRoot(args.root)
+
+    def floor(path) -> dict[str, Any]:
+        # a version's directory is named by its id; the flags win over what it was published with
+        chosen = {**CANARY_DEFAULTS, **(root.canary_floor(path.name) or {})}
+        if args.canary_min_recall is not None:
+            chosen["min_recall"] = args.canary_min_recall
+        if args.canary_queries is not None:
+            chosen["queries"] = args.canary_queries
+        return chosen
+
+    check = None if args.no_check else _canary_check(args, floor)
     before = root.current()
     if args.version:
-        root.activate(args.version)
+        root.activate(args.version, check=check)
         now = args.version
     else:
-        now = root.rollback()
+        now = root.rollback(check=check)
     _print(
         args,
         {"root": str(root.path), "current": now, "previous": before},
         f"{root.path}: current is now {now} (was {before})",
     )
     return 0
+
+
+def _canary_check(args: argparse.Namespace, floor):
+    """The check publish and rollback run on a version: canary queries against the exact
+    answer, with the settings ``floor(path)`` gives."""
+
+    def check(path) -> None:
+        from embrecall.artifact import load_artifact
+        from embrecall.service.canary import check_canary
+
+        settings = floor(path)
+        report = check_canary(
+            load_artifact(path, verify=False),  # the caller verified the checksums
+            queries=settings["queries"],
+            min_recall=settings["min_recall"],
+            k=settings["k"],
+        )
+        if not args.json:
+            print(report.summary(), file=sys.stderr)
+
+    return check
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
@@ -222,6 +273,8 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         raise ArtifactError(f"{root.path}: not a version root (no versions/ or CURRENT)")
     versions = root.versions()
     history = root.history()
+    target = root.rollback_target()
+    leftovers = root.leftovers()
     if args.json:
         print(
             json.dumps(
@@ -230,6 +283,8 @@ def _cmd_versions(args: argparse.Namespace) -> int:
                     "current": root.current(),
                     "versions": [v.as_dict() for v in versions],
                     "previous": history["previous"],
+                    "rollback_to": target,
+                    "leftovers": [p.name for p in leftovers],
                 },
                 indent=2,
             )
@@ -240,8 +295,11 @@ def _cmd_versions(args: argparse.Namespace) -> int:
         for v in versions
     ]
     print(table(["", "version", "built", "published", "size"], rows, right_aligned={4}))
-    if history["previous"]:
-        print(f"rollback goes to: {history['previous'][-1]}")
+    if target is not None:
+        print(f"rollback goes to: {target}")
+    if leftovers:
+        names = ", ".join(p.name for p in leftovers)
+        print(f"left by killed publishes (the next publish removes them): {names}")
     return 0
 
 
