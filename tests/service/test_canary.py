@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
+import embrecall
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InvalidArgumentError
 from embrecall.recommender import Recommender
 from embrecall.service.canary import CanaryError, check_canary, run_canary
 
-from .support import build_version, save_broken_index_version
+from .support import build_version, save_broken_index_version, wait_for
 
 
 def test_a_good_version_passes_with_full_recall(tmp_path):
@@ -74,3 +77,25 @@ def _tied_recommender() -> Recommender:
 def test_tied_groups_larger_than_k_pass_with_full_recall():
     report = check_canary(_tied_recommender(), queries=50, k=10)
     assert report.recall == {"recommend": 1.0, "similar_items": 1.0, "similar_users": 1.0}
+
+
+def test_the_server_checks_a_version_against_the_floor_it_was_published_with(tmp_path, serve):
+    """One floor: a version publish accepted at its own floor is served, not refused at 0.9."""
+    from embrecall.versions import VersionRoot
+
+    weak = save_broken_index_version(tmp_path, "weak", seed=0)
+    recall = min(run_canary(embrecall.load(weak)).recall.values())
+    assert recall < 0.9  # the default floor would refuse it
+    floor = {"min_recall": math.floor(recall * 100) / 100, "queries": 20, "k": 10}
+    root = VersionRoot(tmp_path / "root")
+    root.publish(weak, "v1", canary_floor=floor)
+    assert root.canary_floor("v1") == floor
+    with serve(root.path).client() as client:
+        wait_for(lambda: client.get("/readyz").status_code == 200)
+        assert client.get("/readyz").json() == {"status": "ready", "version": "v1"}
+        canary = client.get("/v1/info").json()["last_load"]["canary"]
+        assert canary["min_recall"] == floor["min_recall"] and canary["ok"]
+    # The server's own setting, where given, wins.
+    with serve(root.path, canary_min_recall=0.9).client() as client:
+        wait_for(lambda: client.get("/v1/info").json().get("last_load") is not None)
+        assert client.get("/readyz").status_code == 503

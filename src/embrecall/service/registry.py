@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from embrecall.artifact import load_artifact
 from embrecall.errors import ArtifactError, EmbrecallError
 from embrecall.service.canary import CanaryError, check_canary
+from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 from embrecall.versions import UnknownVersionError, VersionRoot, VersionSource
 
 if TYPE_CHECKING:
@@ -231,10 +232,9 @@ class VersionRegistry:
             # Verify manifest, sizes and SHA-256 of every file, then read (or map) them.
             rec = load_artifact(path, verify=True, mmap=s.mmap)
             canary = None
-            if s.canary_queries:
-                canary = check_canary(
-                    rec, queries=s.canary_queries, k=s.canary_k, min_recall=s.canary_min_recall
-                ).as_dict()
+            floor = self._canary_floor(version)
+            if floor["queries"]:
+                canary = check_canary(rec, **floor).as_dict()
             description = rec.describe()
         except UnknownVersionError as exc:
             raise VersionRefused(version, "unknown_version", str(exc)) from None
@@ -257,6 +257,27 @@ class VersionRegistry:
             for name, q in description["queries"].items()
         }
         return Served(version, rec, _now(), queries, description, canary)
+
+    def _canary_floor(self, version: str) -> dict[str, Any]:
+        """The canary settings for ``version``: the server's own where set, else what publish
+        recorded for it, else the shared defaults (the same rule as `embrecall rollback`)."""
+        recorded = {}
+        if isinstance(self.source, VersionRoot):
+            recorded = self.source.canary_floor(version) or {}
+        s = self.settings
+        chosen = {
+            "queries": recorded.get("queries", DEFAULT_QUERIES),
+            "k": recorded.get("k", DEFAULT_K),
+            "min_recall": recorded.get("min_recall", DEFAULT_MIN_RECALL),
+        }
+        for key, value in (
+            ("queries", s.canary_queries),
+            ("k", s.canary_k),
+            ("min_recall", s.canary_min_recall),
+        ):
+            if value is not None:
+                chosen[key] = value
+        return chosen
 
     def _note_failure(self, refusal: VersionRefused, seconds: float) -> None:
         self.metrics.loads.labels("failed").inc()

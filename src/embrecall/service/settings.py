@@ -71,11 +71,23 @@ class Settings(BaseModel):
     watch_interval_s: float = Field(
         1.0, ge=0, description="How often to look at CURRENT for a new version; 0 turns it off."
     )
-    canary_queries: int = Field(
-        DEFAULT_QUERIES, ge=0, description="Canary query ids per query kind; 0: none."
+    canary_queries: int | None = Field(
+        None,
+        ge=0,
+        description="Canary query ids per query kind; 0: none. Default: what `publish` recorded "
+        f"for the version, else {DEFAULT_QUERIES}.",
     )
-    canary_k: int = Field(DEFAULT_K, ge=1)
-    canary_min_recall: float = Field(DEFAULT_MIN_RECALL, ge=0, le=1)
+    canary_k: int | None = Field(
+        None, ge=1, description=f"Default: as published, else {DEFAULT_K}."
+    )
+    canary_min_recall: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Mean recall@k (ties tolerated) every query kind must reach. Default: the "
+        f"floor `publish` checked the version with, else {DEFAULT_MIN_RECALL}; one floor for "
+        "both, so a version publish accepted is not refused here.",
+    )
     recall_sample_rate: float = Field(
         0.01, ge=0, le=1, description="Share of single queries re-checked exactly, off the path."
     )
