@@ -63,37 +63,44 @@ def _cmd_build(args: argparse.Namespace) -> int:
         )
         if m
     }
-    read_options: dict[str, Any] = {"format": args.format, "on_bad_row": args.on_bad_row}
+    read_options: dict[str, Any] = {
+        "format": args.format,
+        "on_bad_row": args.on_bad_row,
+        "id_type": args.id_type,
+    }
     if args.id_column:
         read_options["id_column"] = args.id_column
     if args.vector_column:
         read_options["vector_column"] = args.vector_column
     catalog_options = {"id_column": args.catalog_id_column} if args.catalog_id_column else None
-    rec = build(
-        args.items,
-        args.users,
-        out=args.out,
-        catalog=args.catalog,
-        interactions=args.interactions,
-        metrics=metrics,
-        index=specs,
-        read_options=read_options,
-        catalog_options=catalog_options,
-        overwrite=args.force,
-        progress=None if not args.quiet else False,
-        max_memory=args.max_memory,
-        max_latency_ms=args.max_latency_ms,
-        target_recall=args.target_recall,
-        tune_k=args.tune_k,
-        mips=args.mips,
-    )
+    logger = logging.getLogger("embrecall")
+    level = logger.level
+    if args.quiet:  # -q: no warnings either (logging's last-resort handler would print them)
+        logger.setLevel(logging.ERROR)
+    try:
+        rec = build(
+            args.items,
+            args.users,
+            out=args.out,
+            catalog=args.catalog,
+            interactions=args.interactions,
+            metrics=metrics,
+            index=specs,
+            read_options=read_options,
+            catalog_options=catalog_options,
+            overwrite=args.force,
+            progress=None if not args.quiet else False,
+            max_memory=args.max_memory,
+            max_latency_ms=args.max_latency_ms,
+            target_recall=args.target_recall,
+            tune_k=args.tune_k,
+            mips=args.mips,
+        )
+    finally:
+        logger.setLevel(level)
     for name, emb in (("items", rec.items), ("users", rec.users)):
         if emb is not None and emb.skipped:
-            lines = ", ".join(str(s.line) for s in emb.skipped[:10])
-            more = " ..." if len(emb.skipped) > 10 else ""
-            print(
-                f"skipped {len(emb.skipped)} bad {name} rows (lines {lines}{more})", file=sys.stderr
-            )
+            print(_skipped_text(name, emb), file=sys.stderr)
     if not args.quiet:
         print(f"wrote {args.out}")
         print(_inspect_text(rec.describe()))
@@ -158,6 +165,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _skipped_text(name: str, emb) -> str:
+    """E.g. "skipped 1 bad row of items (line 5)", "skipped 12 bad rows of users (lines 2, ...)"."""
+    count = len(emb.skipped)
+    unit = getattr(emb, "unit", "line")
+    places = ", ".join(str(s.line) for s in emb.skipped[:10]) + (", ..." if count > 10 else "")
+    if count == 1:
+        return f"skipped 1 bad row of {name} ({unit} {places}): {emb.skipped[0].reason}"
+    return f"skipped {count} bad rows of {name} ({unit}s {places})"
+
+
 def _inspect_text(info: dict[str, Any]) -> str:
     lines = []
     if info.get("artifact"):
@@ -287,6 +304,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--id-column", help="id column of the embedding files (default id)")
     b.add_argument(
         "--vector-column", help="vector column of the embedding files (default features)"
+    )
+    b.add_argument(
+        "--id-type",
+        choices=("auto", "int", "str"),
+        default="auto",
+        help="ids of the embedding files: auto (default: integers if every id is one), int, or "
+        "str (every id as text, e.g. when some ids are not integers)",
     )
     b.add_argument("--catalog-id-column", help="id column of the catalog")
     b.add_argument(
