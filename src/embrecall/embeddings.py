@@ -299,7 +299,8 @@ def check_query_vectors(
         raise InvalidVectorError("query vector holds NaN or infinity")
     big = np.flatnonzero(overflow_rows(arr))
     if big.size:
-        raise InvalidVectorError(f"query vector{_which(big, single)}: {OVERFLOW_REASON}")
+        too_large = OVERFLOW_REASON.removeprefix("vector ")
+        raise InvalidVectorError(f"query vector{_which(big, single)} {too_large}")
     if nonzero:
         zero = np.flatnonzero(zero_rows(arr))
         if zero.size:
