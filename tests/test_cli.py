@@ -196,7 +196,7 @@ def test_build_skips_bad_rows_on_request(data, tmp_path, capsys):
         )
         == 0
     )
-    assert "skipped 1 bad items rows (lines 4)" in capsys.readouterr().err
+    assert "skipped 1 bad row of items (line 4): features is not" in capsys.readouterr().err
 
 
 def _first_item(artifact) -> int:

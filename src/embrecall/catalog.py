@@ -254,6 +254,41 @@ class Catalog:
             ids = _text_to_int64(self._ids, source=self.source)
         return Catalog._build(ids, self._table, id_column=self.id_column, source=self.source)
 
+    def check_coverage(self, item_ids: np.ndarray, *, examples: int = 5) -> int:
+        """Log a warning (``embrecall`` logger) when items have no entry here, or none match.
+
+        Parameters
+        ----------
+        item_ids : ndarray, shape (n,)
+            The items' ids, of this catalog's id kind (see :meth:`with_id_kind`).
+
+        Returns
+        -------
+        int
+            How many items have no entry.
+        """
+        found = self._index.get_indexer(pd.Index(item_ids)) >= 0
+        missing = int((~found).sum())
+        if not found.any():
+            logger.warning(
+                "catalog %s matches no item: none of its %d ids (e.g. %s) is an item id "
+                "(items are e.g. %s); results will have no metadata. Is the id column right?",
+                self.source,
+                len(self),
+                _examples(self._ids, examples),
+                _examples(item_ids, examples),
+            )
+        elif missing:
+            logger.warning(
+                "catalog %s has no entry for %d of %d items (e.g. %s); their results will have "
+                "no metadata",
+                self.source,
+                missing,
+                len(item_ids),
+                _examples(np.asarray(item_ids)[~found], examples),
+            )
+        return missing
+
     def to_parquet(self, path: str | Path) -> None:
         """Write the catalog as one parquet file: the id column, then the metadata columns."""
         meta = {
@@ -271,6 +306,11 @@ class Catalog:
     def from_parquet(cls, path: str | Path) -> Catalog:
         """Read a catalog written by :meth:`to_parquet` (or any parquet catalog)."""
         return read_catalog(path, format="parquet")
+
+
+def _examples(ids: np.ndarray, count: int) -> str:
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in ids[:count])
+    return shown + (", ..." if len(ids) > count else "")
 
 
 def read_catalog(

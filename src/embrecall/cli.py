@@ -29,9 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    elif getattr(args, "quiet", False):
-        # Warnings (faiss's own among them, see index.native_output) go through the logger.
-        logging.getLogger("embrecall").setLevel(logging.ERROR)
+    logger = logging.getLogger("embrecall")
+    level = logger.level
+    if getattr(args, "quiet", False) and not args.verbose:
+        # -q: no warnings either. They go through the logger (faiss's own among them, see
+        # index.native_output), which logging's last-resort handler would print.
+        logger.setLevel(logging.ERROR)
     try:
         return args.run(args)
     except BrokenPipeError:
@@ -49,6 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        logger.setLevel(level)  # main() is also called in-process (tests, notebooks)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -83,7 +88,11 @@ def _build(args: argparse.Namespace) -> int:
         )
         if m
     }
-    read_options: dict[str, Any] = {"format": args.format, "on_bad_row": args.on_bad_row}
+    read_options: dict[str, Any] = {
+        "format": args.format,
+        "on_bad_row": args.on_bad_row,
+        "id_type": args.id_type,
+    }
     if args.id_column:
         read_options["id_column"] = args.id_column
     if args.vector_column:
@@ -109,11 +118,7 @@ def _build(args: argparse.Namespace) -> int:
     )
     for name, emb in (("items", rec.items), ("users", rec.users)):
         if emb is not None and emb.skipped:
-            lines = ", ".join(str(s.line) for s in emb.skipped[:10])
-            more = " ..." if len(emb.skipped) > 10 else ""
-            print(
-                f"skipped {len(emb.skipped)} bad {name} rows (lines {lines}{more})", file=sys.stderr
-            )
+            print(_skipped_text(name, emb), file=sys.stderr)
     if not args.quiet:
         print(f"wrote {args.out}")
         print(_inspect_text(rec.describe()))
@@ -178,6 +183,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _skipped_text(name: str, emb) -> str:
+    """E.g. "skipped 1 bad row of items (line 5)", "skipped 12 bad rows of users (lines 2, ...)"."""
+    count = len(emb.skipped)
+    unit = getattr(emb, "unit", "line")
+    places = ", ".join(str(s.line) for s in emb.skipped[:10]) + (", ..." if count > 10 else "")
+    if count == 1:
+        return f"skipped 1 bad row of {name} ({unit} {places}): {emb.skipped[0].reason}"
+    return f"skipped {count} bad rows of {name} ({unit}s {places})"
+
+
 def _inspect_text(info: dict[str, Any]) -> str:
     lines = []
     if info.get("artifact"):
@@ -313,6 +328,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--id-column", help="id column of the embedding files (default id)")
     b.add_argument(
         "--vector-column", help="vector column of the embedding files (default features)"
+    )
+    b.add_argument(
+        "--id-type",
+        choices=("auto", "int", "str"),
+        default="auto",
+        help="ids of the embedding files: auto (default: integers if every id is one), int, or "
+        "str (every id as text, e.g. when some ids are not integers)",
     )
     b.add_argument("--catalog-id-column", help="id column of the catalog")
     b.add_argument(

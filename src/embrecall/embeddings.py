@@ -3,8 +3,12 @@
 Readers (``embrecall.io``) parse files into arrays and hand them to :func:`build_embeddings`,
 which either refuses bad rows with a message naming the source and line, or (on request) drops
 them and records each one in ``Embeddings.skipped``. An ``Embeddings`` object is always valid:
-finite float32 C-contiguous vectors, unique ids that are all int64 (never the reserved -1) or all
-strings.
+finite float32 C-contiguous vectors whose squared norms fit in float32, unique ids that are all
+int64 (never the reserved -1) or all strings.
+
+Embeddings know nothing of metrics: whoever does (the recommender, at build) asks
+:meth:`Embeddings.zero_rows` and refuses or drops (:meth:`Embeddings.without_rows`) all-zero
+vectors where a cosine query kind would meet them.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ OnBadRow = Literal["raise", "skip"]
 RESERVED_ID = -1  # faiss pads missing results with -1, so no real id may be -1
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+OVERFLOW_REASON = "vector is too large: its squared norm overflows float32 (above 3.4e38)"
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class Embeddings:
         Rows a reader left out; kept for the caller to report.
     """
 
-    __slots__ = ("ids", "vectors", "source", "skipped", "_index")
+    __slots__ = ("ids", "vectors", "source", "skipped", "lines", "unit", "_index")
 
     def __init__(
         self,
@@ -86,6 +92,9 @@ class Embeddings:
         bad = _first_non_finite_row(vectors)
         if bad is not None:
             raise InvalidVectorError(f"{where(bad)}: vector holds NaN or infinity")
+        big = np.flatnonzero(overflow_rows(vectors))
+        if big.size:
+            raise InvalidVectorError(f"{where(int(big[0]))}: {OVERFLOW_REASON}")
         index = pd.Index(ids_arr)
         if not index.is_unique:
             dup_rows = np.flatnonzero(index.duplicated(keep=False))
@@ -99,6 +108,8 @@ class Embeddings:
         self.vectors = vectors
         self.source = source
         self.skipped = tuple(skipped)
+        self.lines = where.lines  # kept so that later checks (e.g. at build) can name the line
+        self.unit = unit
         self._index = index
 
     # -- shape -----------------------------------------------------------------------------
@@ -144,6 +155,53 @@ class Embeddings:
     def row_of(self, id_: object, *, what: str = "id") -> int:
         return int(self.rows_of([id_], what=what)[0])
 
+    # -- rows a metric cannot use ----------------------------------------------------------
+    def zero_rows(self) -> np.ndarray:
+        """Mask (n,) of the all-zero vectors: they have no direction, so cosine cannot rank them."""
+        return zero_rows(self.vectors)
+
+    def require_nonzero(self, why: str) -> None:
+        """Raise :class:`InvalidVectorError` naming the first all-zero vector, if any.
+
+        ``why`` says what needs a direction, e.g. ``"cosine (similar_items)"``.
+        """
+        zero = np.flatnonzero(self.zero_rows())
+        if zero.size:
+            more = f" (and {zero.size - 1} more)" if zero.size > 1 else ""
+            raise InvalidVectorError(
+                f"{self.describe_row(int(zero[0]))}: vector is all zeros{more}, which {why} "
+                "cannot rank; drop such rows with on_bad_row='skip' (--on-bad-row skip)"
+            )
+
+    def describe_row(self, row: int) -> str:
+        """``"source: line N (id X)"`` for a row, for error messages."""
+        return _Locator(self.source, self.ids, self.lines, self.unit)(row)
+
+    def without_rows(self, drop: np.ndarray, reason: str) -> Embeddings:
+        """These embeddings less the rows of mask ``drop``, each added to ``skipped``.
+
+        Returns ``self`` when nothing is dropped. Raises :class:`InputFormatError` when nothing
+        would be left.
+        """
+        drop = np.asarray(drop, dtype=bool)
+        if not drop.any():
+            return self
+        if drop.all():
+            raise InputFormatError(f"{self.source}: no embeddings left: every row {reason}")
+        rows = np.flatnonzero(drop)
+        lines = self.lines if self.lines is not None else np.arange(1, len(self) + 1)
+        skipped = [*self.skipped, *(SkippedRow(int(lines[r]), reason) for r in rows)]
+        skipped.sort(key=lambda s: (s.line is None, s.line or 0))
+        keep = ~drop
+        return Embeddings(
+            self.ids[keep],
+            self.vectors[keep],
+            source=self.source,
+            lines=lines[keep],
+            unit=self.unit,
+            skipped=skipped,
+        )
+
     def contains(self, id_: object) -> bool:
         try:
             return self._index.get_loc(self.coerce_id(id_)) is not None
@@ -176,6 +234,8 @@ def build_embeddings(
     line_arr = np.asarray(lines) if lines is not None else np.arange(1, len(ids_arr) + 1)
     keep = np.isfinite(vectors).all(axis=1)
     reasons = {int(r): "vector holds NaN or infinity" for r in np.flatnonzero(~keep)}
+    for r in np.flatnonzero(overflow_rows(vectors)):
+        reasons.setdefault(int(r), OVERFLOW_REASON)
     if ids_arr.dtype == np.int64:
         for r in np.flatnonzero(ids_arr == RESERVED_ID):
             reasons.setdefault(int(r), "id -1 is reserved")
@@ -214,9 +274,13 @@ def as_vector_matrix(vectors: np.ndarray | Sequence, *, what: str = "vectors") -
         return np.ascontiguousarray(arr, dtype=np.float32)
 
 
-def check_query_vectors(vectors: np.ndarray | Sequence, dim: int) -> tuple[np.ndarray, bool]:
+def check_query_vectors(
+    vectors: np.ndarray | Sequence, dim: int, *, nonzero: bool = False
+) -> tuple[np.ndarray, bool]:
     """Validate query vectors before faiss sees them.
 
+    Refuses NaN, infinity, vectors whose squared norm overflows float32 (faiss would score them
+    inf or NaN) and, with ``nonzero`` (cosine queries), all-zero vectors, which have no direction.
     Returns the (m, d) float32 matrix and whether a single 1-D vector was given.
     """
     try:
@@ -233,7 +297,43 @@ def check_query_vectors(vectors: np.ndarray | Sequence, dim: int) -> tuple[np.nd
         raise DimensionMismatchError(f"query has dimension {arr.shape[1]}, index has {dim}")
     if not np.isfinite(arr).all():
         raise InvalidVectorError("query vector holds NaN or infinity")
+    big = np.flatnonzero(overflow_rows(arr))
+    if big.size:
+        too_large = OVERFLOW_REASON.removeprefix("vector ")
+        raise InvalidVectorError(f"query vector{_which(big, single)} {too_large}")
+    if nonzero:
+        zero = np.flatnonzero(zero_rows(arr))
+        if zero.size:
+            raise InvalidVectorError(
+                f"query vector{_which(zero, single)} is all zeros; a cosine query needs a "
+                "vector with a direction"
+            )
     return np.ascontiguousarray(arr), single
+
+
+def overflow_rows(vectors: np.ndarray) -> np.ndarray:
+    """Mask (n,) of the rows of a finite float32 (n, d) matrix whose squared norm overflows float32.
+
+    faiss computes norms, inner products and distances in float32, so such a row scores inf or
+    NaN. Cheap in the usual case: when even the largest magnitude cannot overflow, no row can.
+    """
+    n, d = vectors.shape
+    if n == 0 or d == 0:
+        return np.zeros(n, dtype=bool)
+    largest = max(float(vectors.max()), -float(vectors.min()))
+    if largest * largest * d <= _FLOAT32_MAX:
+        return np.zeros(n, dtype=bool)
+    squared = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)  # no float32 overflow
+    return squared > _FLOAT32_MAX
+
+
+def zero_rows(vectors: np.ndarray) -> np.ndarray:
+    """Mask (n,) of the all-zero rows of an (n, d) matrix."""
+    return ~vectors.any(axis=1)
+
+
+def _which(rows: np.ndarray, single: bool) -> str:
+    return "" if single else f" {int(rows[0])} (0-based, in the batch)"
 
 
 def normalise_ids(ids: Sequence | np.ndarray, *, source: str = "ids") -> np.ndarray:

@@ -15,7 +15,7 @@ from embrecall.catalog import Catalog, read_catalog
 from embrecall.embeddings import Embeddings
 from embrecall.interactions import Interactions, read_interactions
 from embrecall.io import read_embeddings
-from embrecall.recommender import Recommender
+from embrecall.recommender import Recommender, cosine_spaces, default_query_kinds
 
 log = logging.getLogger("embrecall")
 PathLike = str | os.PathLike
@@ -61,7 +61,9 @@ def build(
         Index choice, budget and tuning; see :meth:`Recommender.build`.
     read_options : dict
         Passed to ``read_embeddings`` for both files (``format``, ``id_column``,
-        ``vector_column``, ``on_bad_row``).
+        ``vector_column``, ``on_bad_row``, ``id_type``). With ``on_bad_row="skip"``, all-zero
+        vectors in a space that a cosine query kind uses are dropped too (and listed in
+        ``.skipped``); otherwise they are refused.
     overwrite : bool
         Replace an existing ``out``; without it an existing ``out`` is refused before anything
         is read (:class:`~embrecall.artifact.ArtifactExistsError`).
@@ -76,6 +78,8 @@ def build(
         if (users is None or isinstance(users, Embeddings))
         else read_embeddings(users, **opts)
     )
+    if opts.get("on_bad_row") == "skip":
+        item_emb, user_emb = _drop_zero_vectors(item_emb, user_emb, metrics)
     cat = catalog
     if catalog is not None and not isinstance(catalog, Catalog):
         cat = read_catalog(catalog, **dict(catalog_options or {}))
@@ -105,3 +109,16 @@ def build(
         "build: read %.2fs, index %.2fs, save %.2fs", t1 - t0, t2 - t1, time.perf_counter() - t2
     )
     return rec
+
+
+def _drop_zero_vectors(
+    items: Embeddings, users: Embeddings | None, metrics: Mapping[str, str] | None
+) -> tuple[Embeddings, Embeddings | None]:
+    """Skip mode: drop the zero vectors that ``Recommender.build`` would refuse (cosine spaces)."""
+    spaces = {"items": items, "users": users}
+    for space, names in cosine_spaces(default_query_kinds(metrics)).items():
+        emb = spaces[space]
+        if emb is not None:
+            why = f"vector is all zeros, which cosine ({', '.join(names)}) cannot rank"
+            spaces[space] = emb.without_rows(emb.zero_rows(), why)
+    return spaces["items"], spaces["users"]

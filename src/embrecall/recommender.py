@@ -84,6 +84,20 @@ def default_query_kinds(
     return kinds
 
 
+def cosine_spaces(kinds: Mapping[str, QueryKind]) -> dict[str, list[str]]:
+    """The spaces a cosine query kind reads (its queries or its targets) -> those kinds' names.
+
+    A zero vector there has no direction: as a query it would get arbitrary neighbours, as a
+    target arbitrary ranks. Build refuses (or, on request, drops) such vectors in these spaces.
+    """
+    out: dict[str, list[str]] = {}
+    for kind in kinds.values():
+        if kind.metric == "cosine":
+            for space in dict.fromkeys((kind.query_space, kind.target_space)):
+                out.setdefault(space, []).append(kind.name)
+    return out
+
+
 class Recommender:
     """Recall over user and item embeddings.
 
@@ -176,6 +190,8 @@ class Recommender:
                 "recommend scores a user vector against item vectors, so they must match"
             )
         spaces = {"items": items, "users": users}
+        for space, names in cosine_spaces(kinds).items():
+            spaces[space].require_nonzero(f"cosine ({', '.join(names)})")
         notes: dict[str, dict] = {}
         for name, kind in list(kinds.items()):
             if kind.spec == AUTO:
@@ -210,6 +226,7 @@ class Recommender:
             }
         if catalog is not None:
             catalog = catalog.with_id_kind(items.id_kind)
+            catalog.check_coverage(items.ids)
         seen = None
         if interactions is not None and users is not None:
             seen = SeenItems.from_interactions(interactions, users=users, items=items)
@@ -301,7 +318,7 @@ class Recommender:
         """Search one query kind's index with raw vectors: (d,) -> 1-D results, (m, d) -> 2-D."""
         kind = self._kind(query_kind)
         index = self.indexes[kind.index_name]
-        queries, single = check_query_vectors(vector, index.dim)
+        queries, single = check_query_vectors(vector, index.dim, nonzero=kind.metric == "cosine")
         excluded = self._exclusions(len(queries), exclude, single, space=kind.target_space)
         return self._run(query_kind, queries, k, excluded, params, single)
 

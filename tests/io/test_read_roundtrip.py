@@ -33,7 +33,8 @@ str_ids = st.lists(words, min_size=1, max_size=25, unique=True)
 def embeddings(draw, ids_strategy=None):
     ids = draw(ids_strategy if ids_strategy is not None else st.one_of(int_ids, str_ids))
     dim = draw(st.integers(1, 8))
-    finite = st.floats(width=32, allow_nan=False, allow_infinity=False)
+    # bounded so that a vector's squared norm fits in float32 (dim <= 8): larger ones are refused
+    finite = st.floats(-(2.0**60), 2.0**60, width=32, allow_nan=False, allow_infinity=False)
     vectors = draw(hnp.arrays(np.float32, (len(ids), dim), elements=finite))
     return ids, vectors
 

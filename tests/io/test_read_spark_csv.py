@@ -56,10 +56,19 @@ def test_last_line_without_newline(tmp_path):
 
 def test_string_ids(tmp_path, make_data, write_csv):
     _, vectors = make_data(3, 2)
-    ids = ["3f2a-uuid", "item_7", "42"]
+    ids = ["3f2a-uuid", "item_7", "id-42"]
     emb = read_embeddings(write_csv(tmp_path / "e.csv", ids, vectors))
     assert emb.id_kind == "str"
     assert list(emb.ids) == ids
+
+
+def test_string_ids_with_an_integer_among_them_need_id_type_str(tmp_path, make_data, write_csv):
+    _, vectors = make_data(3, 2)
+    path = write_csv(tmp_path / "e.csv", ["3f2a-uuid", "item_7", "42"], vectors)
+    with pytest.raises(InputFormatError, match=r"line 2: id '3f2a-uuid' .*--id-type str"):
+        read_embeddings(path)
+    emb = read_embeddings(path, id_type="str")
+    assert emb.id_kind == "str" and list(emb.ids) == ["3f2a-uuid", "item_7", "42"]
 
 
 def test_quoted_string_ids_with_commas(tmp_path, make_data, write_csv):

@@ -11,9 +11,9 @@ character, one arrow string array whose elements are alternately the texts of th
 the texts between them (separators, the id, quotes and brackets). Those are marked null, so a
 single arrow cast turns the numbers into float32, and the ids are taken out by position.
 
-Anything unusual (a quoted id, a blank line, brackets missing, a number that does not parse,
-CR-only line ends) makes :func:`read_plain_layout` return None and the reader falls back
-to pyarrow's CSV reader, which handles every CSV and finds the bad rows.
+Anything unusual (a quoted id, a blank line, brackets missing, a stray quote, a number that
+does not parse, CR-only line ends) makes :func:`read_plain_layout` return None and the reader
+falls back to pyarrow's CSV reader, which handles every CSV and finds the bad rows.
 """
 
 from __future__ import annotations
@@ -82,6 +82,10 @@ def _parse(block: LineBlock, lead: int) -> Block:
     ends = np.flatnonzero(data == _NL)
     if len(ends) == 0 or ends[-1] != len(data) - 1:  # the file's last line has no newline
         ends = np.append(ends, len(data))
+    # exactly the two quotes around each vector: any other (a stray quote in an id or index)
+    # is a framing defect, which the general reader reports with its line
+    if np.count_nonzero(data == _QUOTE) != 2 * len(ends):
+        raise _Irregular
     grid = _Grid(data, ends, np.flatnonzero(data == _COMMA), lead)
     try:
         values, ids = cast_grid(buffer, grid.cuts, len(data), grid.number_columns, grid.id_column)

@@ -25,7 +25,8 @@ def resolve_ids(
         Rows that are otherwise fine; only their ids decide the id kind and are checked.
     id_type : {"auto", "int", "str"}
         "auto": integer columns give int64 ids; string columns give string ids, except that with
-        ``infer_int`` (CSV) they give int64 ids when every usable id is an integer literal.
+        ``infer_int`` (CSV, id text files) integer literals give int64 ids: when every usable id
+        is one; when none is, the ids stay strings; a mix makes the non-integer ids bad rows.
     infer_int : bool
         Whether "auto" may turn integer-looking strings into integers.
 
@@ -71,10 +72,19 @@ def _ids_from_text(raw, usable, id_type, infer_int, bad) -> tuple[np.ndarray, di
     if id_type == "str":
         return _as_str(raw), bad
     is_int = np.asarray(pc.match_substring_regex(raw, _INT_ID).fill_null(False), dtype=bool)
-    if id_type == "auto" and not (infer_int and is_int[candidates].all()):
+    if id_type == "auto" and not (infer_int and is_int[candidates].any()):
         return _as_str(raw), bad
+    # "auto" with some integer ids and some not: a stray id in an integer column must not turn
+    # every id into text (lookups by integer would then miss), so the others are bad rows
+    hint = ""
+    if id_type == "auto":
+        example = raw[int(np.flatnonzero(candidates & is_int)[0])].as_py()
+        hint = (
+            f", but other ids are (e.g. {example}); to read every id as text, pass "
+            "id_type='str' (--id-type str)"
+        )
     for r in np.flatnonzero(candidates & ~is_int):
-        bad[int(r)] = f"id {raw[int(r)].as_py()!r} is not an integer"
+        bad[int(r)] = f"id {raw[int(r)].as_py()!r} is not an integer{hint}"
     ints = np.zeros(len(raw), dtype=np.int64)
     rows = np.flatnonzero(candidates & is_int)
     texts = raw.take(pa.array(rows))

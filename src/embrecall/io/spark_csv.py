@@ -39,10 +39,12 @@ from embrecall.io._text import (
     first_line,
     input_stream,
     iter_raw_lines,
+    line_blocks,
     not_utf8,
 )
 
 _BLOCK_BYTES = 1 << 21  # ~2 MB of text per batch: large enough to amortise, small enough to cache
+_NL, _QUOTE = ord("\n"), ord('"')
 
 
 def read_spark_csv(
@@ -104,9 +106,22 @@ def read_spark_csv(
 def _read_general(
     path: Path, id_column: str, vector_column: str, on_bad_row: OnBadRow
 ) -> tuple[list[Block], np.ndarray, list[Problem]]:
-    """Any CSV, through pyarrow's reader; finds every malformed row with its line."""
+    """Any CSV, through pyarrow's reader; finds every malformed row with its line.
+
+    A line with an odd number of quote characters is a bad row of its own: left alone, arrow
+    would run its open quote on into the next lines and silently merge or drop them. Those lines
+    are cut out before arrow reads the rest, so that every other row still reads, on its line.
+    """
+    unbalanced = _unbalanced_quote_lines(path)
+    kept: list[tuple[int, bytes]] | None = None
+    extra: list[Problem] = []
+    source: pa.NativeFile | pa.BufferReader = input_stream(path)
+    if len(unbalanced):  # never line 1: _header checked it
+        kept, extra = _without_lines(path, set(unbalanced.tolist()))
+        source = pa.BufferReader(b"".join(raw for _, raw in kept))
+        kept = kept[1:]  # the header
     invalid: list[tuple[int, int, str]] = []
-    reader = _open(path, id_column, vector_column, invalid)
+    reader = _open(source, path, id_column, vector_column, invalid)
     first_only = on_bad_row == "raise"
 
     def parse(batch: pa.RecordBatch) -> Block:
@@ -116,18 +131,58 @@ def _read_general(
         blocks = parse_in_threads(
             _batches(reader, path), parse, on_batch=lambda b: bar.update(b.nbytes)
         )
-    lines, extra = _lines(path, sum(len(b) for b in blocks), invalid)
-    return blocks, lines, extra
+    lines, wrong_fields = _lines(path, sum(len(b) for b in blocks), invalid, kept)
+    return blocks, lines, extra + wrong_fields
+
+
+def _unbalanced_quote_lines(path: Path) -> np.ndarray:
+    """Numbers (header = 1) of the lines holding an odd number of quote characters.
+
+    In CSV a quoted field opens and closes on its line, and an escaped quote is doubled, so a
+    line of well-formed rows always holds an even number (embedding files never hold a line
+    break inside a field). One vectorised pass per block.
+    """
+    found = []
+    for block in line_blocks(path, _BLOCK_BYTES, skip_first=False):
+        quotes = np.flatnonzero(block.data == _QUOTE)
+        if len(quotes):
+            ends = np.flatnonzero(block.data == _NL)
+            per_line = np.bincount(np.searchsorted(ends, quotes), minlength=len(ends) + 1)
+            found.append(block.first_line + np.flatnonzero(per_line % 2))
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _without_lines(path: Path, dropped: set[int]) -> tuple[list[tuple[int, bytes]], list[Problem]]:
+    """The file's other lines with their numbers, and a problem for each dropped line."""
+    kept, problems = [], []
+    for number, raw in enumerate(iter_raw_lines(path), start=1):
+        if number in dropped:
+            text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+            problems.append(Problem(number, _unbalanced_reason(text)))
+        else:
+            kept.append((number, raw if raw.endswith(b"\n") else raw + b"\n"))
+    return kept, problems
+
+
+def _unbalanced_reason(text: str | None) -> str:
+    return (
+        "odd number of quote characters (a quoted field is not closed on its line, or a quote "
+        f"is stray): {snippet(text)!r}"
+    )
 
 
 def _header(path: Path) -> list[str]:
     line = first_line(path)
     if line is None:
         raise InputFormatError(f"{path}: no embeddings (the file is empty)")
+    if line.count('"') % 2:
+        raise InputFormatError(f"{path}: line 1: {_unbalanced_reason(line)}")
     return next(csv.reader([line]))
 
 
-def _open(path: Path, id_column: str, vector_column: str, invalid: list) -> pcsv.CSVStreamingReader:
+def _open(
+    source: pa.NativeFile, path: Path, id_column: str, vector_column: str, invalid: list
+) -> pcsv.CSVStreamingReader:
     def on_invalid(row: pcsv.InvalidRow) -> str:
         # arrow does not know the row's line number here; _lines finds it afterwards
         invalid.append((row.expected_columns, row.actual_columns, row.text))
@@ -135,7 +190,7 @@ def _open(path: Path, id_column: str, vector_column: str, invalid: list) -> pcsv
 
     try:
         return pcsv.open_csv(
-            input_stream(path),
+            source,
             read_options=pcsv.ReadOptions(block_size=_BLOCK_BYTES),
             # blank lines come through as empty rows, so that row i stays on line i + 2
             parse_options=pcsv.ParseOptions(
@@ -184,20 +239,24 @@ def _parse_batch(batch: pa.RecordBatch, vector_name: str, first_only: bool) -> B
     return Block(ids, lengths, bad, values, known, ignore=blank)
 
 
-def _lines(path: Path, n: int, invalid: list) -> tuple[np.ndarray, list[Problem]]:
+def _lines(
+    path: Path, n: int, invalid: list, kept: list[tuple[int, bytes]] | None
+) -> tuple[np.ndarray, list[Problem]]:
     """Line numbers of the ``n`` rows read, and the rows arrow could not split into fields.
 
-    Row i is on line i + 2 unless some line had the wrong number of fields; then one scan of the
-    file matches those lines by their text to recover every row's line.
+    ``kept`` holds the data lines arrow was given, with their numbers, when some lines were cut
+    out (None: arrow read the whole file, row i on line i + 2 unless some line had the wrong
+    number of fields). Lines with the wrong number of fields are found by their text in one scan.
     """
     if not invalid:
-        return np.arange(2, n + 2, dtype=np.int64), []
+        if kept is None:
+            return np.arange(2, n + 2, dtype=np.int64), []
+        return _approximate(np.array([number for number, _ in kept], dtype=np.int64), n), []
     wanted = Counter(text for _, _, text in invalid)
     fields = {text: (expected, actual) for expected, actual, text in invalid}
+    numbered = kept if kept is not None else _data_lines(path)
     lines, extra = [], []
-    for number, raw in enumerate(iter_raw_lines(path), start=1):
-        if number == 1:
-            continue
+    for number, raw in numbered:
         text = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
         if wanted[text] > 0:
             wanted[text] -= 1
@@ -206,9 +265,20 @@ def _lines(path: Path, n: int, invalid: list) -> tuple[np.ndarray, list[Problem]
             extra.append(Problem(number, reason))
         else:
             lines.append(number)
-    if len(lines) != n:  # a quoted field spanning lines: line numbers are approximate
-        lines = list(range(2, n + 2))
-    return np.asarray(lines, dtype=np.int64), extra
+    return _approximate(np.asarray(lines, dtype=np.int64), n), extra
+
+
+def _data_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    numbered = enumerate(iter_raw_lines(path), start=1)
+    next(numbered, None)  # the header
+    yield from numbered
+
+
+def _approximate(lines: np.ndarray, n: int) -> np.ndarray:
+    """``lines`` if they number the ``n`` rows; else (CR-only line ends...) consecutive ones."""
+    if len(lines) == n:
+        return lines
+    return np.arange(2, n + 2, dtype=np.int64)
 
 
 def _log_done(path: Path, emb: Embeddings, seconds: float) -> None:
