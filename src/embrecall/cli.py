@@ -250,6 +250,11 @@ def _index_lines(q: dict[str, Any]) -> list[str]:
         verdict = "reached" if t["reached"] else "NOT reached"
         held_out = (
             f", {t['holdout_recall']:.3f} on {t['holdout_queries']} held out"
+            + (
+                f" (95% lower bound {t['holdout_bound']:.3f})"
+                if t.get("holdout_bound") is not None
+                else ""
+            )
             if t.get("holdout_recall") is not None
             else ""
         )

@@ -17,10 +17,20 @@ def skewed():
     return skewed_recsys(n_items=20_000, n_users=400, dim=32, seed=1)
 
 
-def _recall(index, items, queries, truth, params):
-    """Recall of the index at ``params``, re-measured with the library's tie-tolerant measure."""
+def _recalls(index, items, queries, truth, params):
+    """Per-query recall of the index at ``params``, re-measured with the library's tie-tolerant
+    measure."""
     rows = index.search(queries, truth.shape[1], params=params)[1]
-    return float(recall_at_k(items, queries, rows, truth, "ip").mean())
+    return recall_at_k(items, queries, rows, truth, "ip")
+
+
+def _recall(index, items, queries, truth, params):
+    return float(_recalls(index, items, queries, truth, params).mean())
+
+
+def _lower_bound(values) -> float:
+    """One-sided 95% lower confidence bound of a mean, computed here independently."""
+    return float(np.mean(values) - 1.645 * np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 @pytest.mark.parametrize("spec, param", [("IVF256,Flat", "nprobe"), ("HNSW16", "efSearch")])
@@ -28,23 +38,29 @@ def test_tuning_picks_the_smallest_setting_that_reaches_the_target(skewed, spec,
     items, users = skewed
     index = VectorIndex.build(items, "ip", spec)
     tuning = tune_to_recall(index, items, users, target=0.95, k=10)
-    assert tuning.reached and tuning.recall >= 0.95 and tuning.holdout_recall >= 0.95
+    assert tuning.reached and tuning.recall >= 0.95 and tuning.holdout_bound >= 0.95
+    assert tuning.holdout_recall > tuning.holdout_bound
     assert tuning.queries == tuning.holdout_queries == 200  # 400 users, shared half and half
     assert index.search_params[param] == tuning.params[param]
-    # Checked independently on each sample: the chosen value reaches the target on both...
+    # Checked independently: the chosen value reaches the target on the tuning sample, and
+    # clears it by its sampling error on the held-out one...
     tune_rows, hold_rows = _split(len(users), 1000, 1000, 0)
     samples = [users[tune_rows], users[hold_rows]]
     truths = [exact_rows(items, q, 10, "ip", None) for q in samples]
-    for q, truth in zip(samples, truths):
-        assert _recall(index, items, q, truth, {}) >= 0.95
-    # ...and the largest value tried below it missed on one of them, re-measured here; the
-    # steps were narrowed to within about 5% of the chosen value.
+
+    def passes(params) -> bool:
+        tuned = _recall(index, items, samples[0], truths[0], params)
+        held = _lower_bound(_recalls(index, items, samples[1], truths[1], params))
+        return tuned >= 0.95 and held >= 0.95
+
+    assert passes({})
+    # ...and the largest value tried below it did not, re-measured here; the steps were
+    # narrowed to within about 5% of the chosen value.
     chosen = tuning.params[param]
     below = [step["params"][param] for step in tuning.sweep if step["params"][param] < chosen]
     if below:
         assert max(below) >= chosen * 0.9 - 1
-        narrower = {**index.search_params, param: max(below)}
-        assert min(_recall(index, items, q, t, narrower) for q, t in zip(samples, truths)) < 0.95
+        assert not passes({**index.search_params, param: max(below)})
 
 
 def test_a_setting_is_confirmed_on_queries_it_was_not_tuned_on(skewed):
@@ -53,7 +69,7 @@ def test_a_setting_is_confirmed_on_queries_it_was_not_tuned_on(skewed):
     tuning = tune_to_recall(index, items, users, target=0.95, k=10, max_queries=150)
     tune_rows, hold_rows = _split(len(users), 150, 150, 0)
     assert len(tune_rows) == len(hold_rows) == 150 and not set(tune_rows) & set(hold_rows)
-    assert tuning.holdout_queries == 150 and tuning.holdout_recall >= 0.95
+    assert tuning.holdout_queries == 150 and tuning.holdout_bound >= 0.95
     confirmed = [st for st in tuning.sweep if "holdout_recall" in st]
     assert confirmed and confirmed[-1]["params"] == tuning.params
     # A fresh sample neither saw: the 100 users left over.
@@ -70,7 +86,7 @@ def test_ties_at_the_kth_place_count_as_found():
     index = VectorIndex.build(items, "ip", "HNSW16")
     tuning = tune_to_recall(index, items, users.astype(np.float32), target=0.99, k=10)
     # Any 10 of the 200 tied items are a right answer for the first 50 users.
-    assert tuning.reached and tuning.recall >= 0.99 and tuning.holdout_recall >= 0.99
+    assert tuning.reached and tuning.recall >= 0.99 and tuning.holdout_bound >= 0.99
 
 
 def test_same_space_queries_leave_themselves_out(skewed):

@@ -31,6 +31,9 @@ _EXACT_BLOCK = 256  # queries per brute-force call: bounds its (block x n) score
 _GROWTH = 1.5
 _K_FACTORS = (4, 8, 16, 32, 64, 128, 256)
 _PLATEAU_STEPS, _PLATEAU_GAIN = 3, 0.005
+# One-sided 95% normal quantile: the held-out mean must clear the target by its sampling error,
+# else a setting that just reaches it on 1,000 queries misses on fresh ones half the time.
+_Z_95 = 1.645
 
 
 @dataclass
@@ -38,8 +41,10 @@ class Tuning:
     """What tuning chose and measured; stored in the manifest beside the index.
 
     ``recall`` is measured on the queries the setting was tuned on, ``holdout_recall`` on a
-    disjoint sample it never saw (None when too few queries exist to hold any out); ``reached``
-    needs both.
+    disjoint sample it never saw (None when too few queries exist to hold any out), and
+    ``holdout_bound`` is the one-sided 95% lower confidence bound of the latter: what fresh
+    queries can be expected to get at least. ``reached`` needs ``recall`` and ``holdout_bound``
+    at the target.
     """
 
     target_recall: float
@@ -52,6 +57,7 @@ class Tuning:
     sweep: list[dict] = field(default_factory=list)
     holdout_queries: int = 0
     holdout_recall: float | None = None
+    holdout_bound: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,10 +73,20 @@ class _Sample:
     exclude: list[np.ndarray] | None
     metric: str
 
-    def recall(self, index: VectorIndex, params: dict) -> float:
+    def recalls(self, index: VectorIndex, params: dict) -> np.ndarray:
+        """(m,) recall@k of each query, ties tolerated: among identical vectors any choice at
+        the k-th place is right."""
         found = index.search(self.queries, self.truth.shape[1], exclude=self.exclude, params=params)
-        # Ties tolerated: among identical vectors any choice at the k-th place is right.
-        return float(recall_at_k(self.base, self.queries, found[1], self.truth, self.metric).mean())
+        return recall_at_k(self.base, self.queries, found[1], self.truth, self.metric)
+
+    def recall(self, index: VectorIndex, params: dict) -> float:
+        return float(self.recalls(index, params).mean())
+
+    def recall_and_bound(self, index: VectorIndex, params: dict) -> tuple[float, float]:
+        """Mean recall and its one-sided 95% lower confidence bound (normal approximation)."""
+        values = self.recalls(index, params)
+        spread = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+        return float(values.mean()), float(values.mean() - _Z_95 * spread)
 
 
 def tune_to_recall(
@@ -158,14 +174,14 @@ def tune_to_recall(
             near, key=lambda st: (st["params"].get(param, 0), st["params"].get("k_factor", 0))
         )
         recall, params = cheapest["recall"], cheapest["params"]
-    hold_recall = None
+    hold_recall = hold_bound = None
     if len(hold_pick):
         hold = _sample(index, base, queries, self_rows, hold_pick, kk)
-        recall, params, hold_recall = _confirm(
+        recall, params, hold_recall, hold_bound = _confirm(
             index, tune, hold, param, values, params, recall, target, sweep
         )
     index.search_params = dict(params)
-    reached = recall >= target and (hold_recall is None or hold_recall >= target)
+    reached = recall >= target and (hold_bound is None or hold_bound >= target)
     tuning = Tuning(
         target,
         kk,
@@ -177,6 +193,7 @@ def tune_to_recall(
         sweep,
         len(hold_pick),
         None if hold_recall is None else round(hold_recall, 4),
+        None if hold_bound is None else round(hold_bound, 4),
     )
     if not tuning.reached:
         log.warning(
@@ -208,42 +225,49 @@ def _sample(index, base, queries, self_rows, pick, k) -> _Sample:
 
 
 def _confirm(index, tune, hold, param, values, params, recall, target, sweep):
-    """Step ``param`` up from the tuned value until the held-out sample reaches the target too,
-    then bisect back down to within about 5% (both samples must reach it at the value kept).
+    """Step ``param`` up from the tuned value until the held-out sample reaches the target with
+    its sampling error cleared, then bisect back down to within about 5% (the value kept passes
+    on both samples).
 
-    Returns the (tuning recall, params, held-out recall) finally chosen. A target the tuning
-    sample never reached is not chased further: the held-out recall is recorded as it is.
+    Returns the (tuning recall, params, held-out recall, held-out lower bound) finally chosen. A
+    target the tuning sample never reached is not chased further: the held-out figures are
+    recorded as they are.
     """
-    measured: dict[int | None, tuple[float, float]] = {}
+    measured: dict[int | None, tuple[float, float, float]] = {}
 
-    def both(value) -> bool:
+    def passes(value) -> bool:
         wider = params if value is None else {**params, param: value}
-        got = (recall, hold.recall(index, wider)) if value == params.get(param) else None
-        if got is None:
-            got = (tune.recall(index, wider), hold.recall(index, wider))
+        tuned = recall if value == params.get(param) else tune.recall(index, wider)
+        got = (tuned, *hold.recall_and_bound(index, wider))
         measured[value] = got
         sweep.append(
-            {"params": wider, "recall": round(got[0], 4), "holdout_recall": round(got[1], 4)}
+            {
+                "params": wider,
+                "recall": round(got[0], 4),
+                "holdout_recall": round(got[1], 4),
+                "holdout_bound": round(got[2], 4),
+            }
         )
-        return min(got) >= target
+        return got[0] >= target and got[2] >= target
 
     start = params.get(param) if param else None
-    if both(start) or recall < target or param is None:
+    if passes(start) or recall < target or param is None:
         return _pick(params, param, start, measured)
     low = start
     for value in (v for v in values if v > start):
-        if both(value):
-            _bisect(lambda v: target if both(v) else 0.0, low, value, target)
+        if passes(value):
+            _bisect(lambda v: target if passes(v) else 0.0, low, value, target)
             break
         low = value
-    passing = [v for v, got in measured.items() if min(got) >= target]
-    # Nothing reached it on both: keep the widest tried, the closest to the target.
+    passing = [v for v, got in measured.items() if got[0] >= target and got[2] >= target]
+    # Nothing passed on both: keep the widest tried, the closest to the target.
     return _pick(params, param, min(passing) if passing else max(measured), measured)
 
 
 def _pick(params, param, value, measured):
-    recall, hold_recall = measured[value]
-    return recall, (params if value is None else {**params, param: value}), hold_recall
+    recall, hold_recall, hold_bound = measured[value]
+    chosen = params if value is None else {**params, param: value}
+    return recall, chosen, hold_recall, hold_bound
 
 
 def exact_rows(
