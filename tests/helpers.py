@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +162,60 @@ def assert_same_list(got, want, *, score_of=None, rtol=1e-5):
             assert np.isclose(exact, scores[i], rtol=1e-4, atol=1e-5), (
                 f"{ids[i]!r} is served with score {scores[i]}, its exact score is {exact}"
             )
+
+
+SRC = str(REPO_ROOT / "src")
+
+
+def run_embrecall(*args: str, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    """The real `embrecall` command (``python -m embrecall``) on this checkout, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "embrecall", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+class ServeProcess:
+    """`embrecall serve TARGET --port 0` as a real process; ``.port`` once it listens, ``.lines``
+    what it logged. Use as a context manager: SIGTERM and wait on exit."""
+
+    def __init__(self, *args: str, timeout: float = 120) -> None:
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "embrecall", "serve", *args, "--log-level", "info"],
+            env={**os.environ, "PYTHONPATH": SRC},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while self.port is None and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _read(self) -> None:
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                self.port = int(found.group(1))
+
+    @property
+    def url(self) -> str:
+        assert self.port is not None, "".join(self.lines)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)

@@ -5,26 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from embrecall.cli import main
 from embrecall.demo.data import write_demo_data
-
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _embrecall(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": SRC}
-    return subprocess.run(
-        [sys.executable, "-m", "embrecall", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        **kwargs,
-    )
+from helpers import SRC, run_embrecall
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +44,7 @@ def test_a_reader_that_stops_early_is_no_error(big_artifact):
 
 
 def test_similar_users_help_says_user_ids():
-    out = _embrecall("similar-users", "--help").stdout
+    out = run_embrecall("similar-users", "--help").stdout
     assert "comma-separated user ids to leave out" in " ".join(out.split())
     assert "item ids" not in out
 
@@ -66,8 +52,8 @@ def test_similar_users_help_says_user_ids():
 def test_quiet_build_silences_faiss_training_warnings(data, tmp_path):
     # 2,000 vectors into 256 lists: faiss's k-means warns it wants 9,984 training points.
     argv = ["build", "--items", str(data.items), "--index", "IVF256,Flat"]
-    loud = _embrecall(*argv, "--out", str(tmp_path / "a"))
+    loud = run_embrecall(*argv, "--out", str(tmp_path / "a"))
     assert loud.returncode == 0, loud.stderr
     assert "please provide at least" in loud.stderr  # shown, through the logger
-    quiet = _embrecall(*argv, "--out", str(tmp_path / "b"), "-q")
+    quiet = run_embrecall(*argv, "--out", str(tmp_path / "b"), "-q")
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == ""

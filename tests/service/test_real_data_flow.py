@@ -9,37 +9,17 @@ list comparison here tolerates ties at the k-th score, as the canary does.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from embrecall.index import exact_search
-from helpers import shared_file
+from helpers import ServeProcess, run_embrecall, shared_file
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
-
-SRC = str(Path(__file__).resolve().parents[2] / "src")
-ENV = {**os.environ, "PYTHONPATH": SRC}
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "embrecall", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -50,50 +30,26 @@ def served(tmp_path_factory):
     ratings = shared_file("movielens", "ml-latest-small", "ratings.csv")
     tmp = tmp_path_factory.mktemp("real-flow")
     art, root = tmp / "artifact", tmp / "root"
-    build = _cli(
+    build = run_embrecall(
         "build", "--items", str(items), "--users", str(users), "--catalog", str(movies),
         "--interactions", str(ratings), "--out", str(art),
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
-    publish = _cli("publish", str(art), str(root), "--id", "v1")
+    publish = run_embrecall("publish", str(art), str(root), "--id", "v1")
     assert publish.returncode == 0, publish.stderr
     assert "(ok)" in publish.stderr  # the canary passed, ties and all
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "embrecall", "serve", str(root), "--port", "0"],
-        env=ENV,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    port: list[int] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port.append(int(m.group(1)))
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
+    with ServeProcess(str(root), "--port", "0") as server:
         deadline = time.monotonic() + 120
-        while not port and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert port, "".join(lines)
-        base = f"http://127.0.0.1:{port[0]}"
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
             while time.monotonic() < deadline:  # the version loads (and is canaried) after start
                 ready = client.get("/readyz")
                 if ready.status_code == 200:
                     break
                 time.sleep(0.1)
-            assert ready.json() == {"status": "ready", "version": "v1"}, "".join(lines)
+            assert ready.json() == {"status": "ready", "version": "v1"}, "".join(server.lines)
             import embrecall
 
             yield client, embrecall.load(art), art
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
 
 
 def _assert_exact_with_ties(results, base, query, metric, exclude_rows, ids_of, k):
@@ -145,7 +101,7 @@ def test_similar_items_and_users_are_exact_up_to_ties(served):
 
 def test_the_cli_answers_the_same_as_the_server(served):
     client, _, art = served
-    cli = _cli("recommend", str(art), "1", "-k", "10", "--json")
+    cli = run_embrecall("recommend", str(art), "1", "-k", "10", "--json")
     assert cli.returncode == 0, cli.stderr
     http = client.get("/v1/users/1/recommendations", params={"k": 10}).json()
     got = json.loads(cli.stdout)
