@@ -27,6 +27,7 @@ SPACES = {
     "similar_items": ("items", "items"),
     "similar_users": ("users", "users"),
 }
+_WHAT = {"users": "user id", "items": "item id"}
 
 
 def by_id(
@@ -46,7 +47,7 @@ def by_id(
     """
     rec = served.rec
     source, target = SPACES[query]
-    qid = _space(served, source, query).coerce_id(raw_id)
+    qid = _space(served, source, query).coerce_id(raw_id, what=_WHAT[source])
     ids, scores = getattr(rec, query)(qid, k, **_options(query, exclude, exclude_seen, params))
     if monitor is not None:
         monitor.observe(
@@ -84,6 +85,8 @@ def by_ids(
     rec = served.rec
     source, target = SPACES[query]
     space = _space(served, source, query)
+    # every unknown id named at once (those beyond int64 too), as the search would
+    space.rows_of(raw_ids, what=_WHAT[source])
     qids = [space.coerce_id(i) for i in raw_ids]
     ids, scores = getattr(rec, query)(qids, k, **_options(query, exclude, exclude_seen, params))
     return orjson.dumps(
@@ -140,7 +143,7 @@ def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
     as a user who has seen nothing).
     """
     users = _space(served, "users", "seen items")
-    uid = users.coerce_id(raw_id)
+    uid = users.coerce_id(raw_id, what="user id")
     users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
     items = served.rec.seen_items(uid).tolist()
     answer: dict[str, Any] = {"version": served.version, "id": uid, "items": items}
@@ -154,7 +157,7 @@ def item(served: Served, raw_id: str) -> bytes:
     """One item's own catalog fields: ``{"version", "id", "metadata"}``; 404 when the version
     does not hold the item (``metadata`` is ``{}`` for an item the catalog lacks)."""
     items = served.rec.items
-    iid = items.coerce_id(raw_id)
+    iid = items.coerce_id(raw_id, what="item id")
     items.row_of(iid, what="item id")
     catalog = served.rec.catalog
     metadata = catalog.record(iid) if catalog is not None else {}

@@ -22,6 +22,7 @@ Body: ``{"error": {"code": "unknown_id", "message": "unknown user id 42", ...det
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -92,9 +93,11 @@ def error_response(
     status: int, code: str, message: str, headers: dict | None = None, **details: Any
 ) -> Response:
     body = {"error": {"code": code, "message": message, **details}}
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    try:
+        content = orjson.dumps(body)
+    except TypeError:  # orjson stops at 64 bits; an unknown id of 30 digits is named as sent
+        content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
