@@ -23,6 +23,7 @@ from embrecall.service.docs import docs_routes
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
 from embrecall.service.metrics import Metrics, MetricsMiddleware
+from embrecall.service.openapi import install_openapi
 from embrecall.service.page import page_routes
 from embrecall.service.registry import VersionRefused, VersionRegistry
 from embrecall.service.routes import build_routes
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     if settings.web_page:
         app.include_router(page_routes())
     app.include_router(docs_routes(app.title, app.openapi_url))
+    install_openapi(app, settings)
     # last added runs first: metrics see every request, the 413s included
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

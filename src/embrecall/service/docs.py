@@ -3,7 +3,7 @@
 FastAPI's own pages load Swagger UI and ReDoc from a CDN, so they are blank on a machine with no
 internet access. Here every file comes from this server: the Swagger UI and ReDoc bundles from
 the ``fastapi-offline`` package (kept up to date with both projects' releases, MIT licensed,
-the bundles under their own licences), the small start-up script from ``web/``. The pages
+the bundles under their own licences), the small start-up script from ``docs_web/``. The pages
 carry a Content-Security-Policy that lets scripts and requests reach this origin only.
 """
 
@@ -29,7 +29,7 @@ ASSETS = {
     "swagger-ui.css": ("fastapi_offline", "static", "text/css; charset=utf-8"),
     "redoc.standalone.js": ("fastapi_offline", "static", "text/javascript; charset=utf-8"),
     "favicon.png": ("fastapi_offline", "static", "image/png"),
-    "swagger-init.js": ("embrecall.service", "web", "text/javascript; charset=utf-8"),
+    "swagger-init.js": ("embrecall.service", "docs_web", "text/javascript; charset=utf-8"),
 }
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src {styles}; img-src 'self' data:; "
