@@ -41,7 +41,8 @@ def by_id(
     params: Mapping[str, int] | None = None,
     monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
-    """One query id: ``{"version", "query", "id", "k", "metric", "score", "results"}``.
+    """One query id: ``{"version", "query", "id", "k", "metric", "score", "returned",
+    "results"}``.
 
     With a ``monitor``, a sample of these queries is re-answered exactly in the background.
     """
@@ -66,7 +67,7 @@ def by_id(
             "id": qid,
             "k": k,
             **served.queries[query],
-            "results": rec.results(ids, scores, space=target),
+            **_results(rec.results(ids, scores, space=target)),
         }
     )
 
@@ -96,7 +97,7 @@ def by_ids(
             "k": k,
             **served.queries[query],
             "batch": [
-                {"id": q, "results": r} for q, r in zip(qids, _rows(rec, ids, scores, target))
+                {"id": q, **_results(r)} for q, r in zip(qids, _rows(rec, ids, scores, target))
             ],
         }
     )
@@ -127,11 +128,11 @@ def by_vector(
         **served.queries[query],
     }
     if ids.ndim == 1:
-        answer["results"] = rec.results(ids, scores, space=target)
+        answer.update(_results(rec.results(ids, scores, space=target)))
         if monitor is not None:
             monitor.observe(query, ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
-        answer["batch"] = [{"results": r} for r in _rows(rec, ids, scores, target)]
+        answer["batch"] = [_results(r) for r in _rows(rec, ids, scores, target)]
     return orjson.dumps(answer)
 
 
@@ -206,6 +207,12 @@ def _records(served: Served, ids: list) -> list[dict[str, Any]]:
     catalog = served.rec.catalog
     metadata = catalog.records(ids) if catalog is not None else [{} for _ in ids]
     return [{"id": i, **m} for i, m in zip(ids, metadata)]
+
+
+def _results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """``results`` and how many there are: fewer than k when fewer items exist to answer
+    (``k`` stays the k asked, as in the CLI's ``--json``)."""
+    return {"returned": len(results), "results": results}
 
 
 def _options(query: str, exclude, exclude_seen: bool, params) -> dict[str, Any]:

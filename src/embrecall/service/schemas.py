@@ -75,18 +75,20 @@ class Result(BaseModel):
 class _Answer(BaseModel):
     version: str = Field(..., description="The index version that answered.")
     query: QueryName
-    k: int
+    k: int = Field(..., description="The k asked (at most max_k).")
     metric: str
     score: str = Field(..., description="The score's direction, e.g. 'higher is better'.")
 
 
 class QueryResponse(_Answer):
     id: Id
+    returned: int = Field(..., description="How many results: fewer than k when fewer exist.")
     results: list[Result]
 
 
 class BatchEntry(BaseModel):
     id: Id | None = None
+    returned: int = Field(..., description="How many results: fewer than k when fewer exist.")
     results: list[Result]
 
 
@@ -96,6 +98,7 @@ class BatchResponse(_Answer):
 
 class SearchResponse(_Answer):
     space: str
+    returned: int | None = Field(None, description="With vector: how many results.")
     results: list[Result] | None = None
     batch: list[BatchEntry] | None = None
 
