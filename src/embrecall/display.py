@@ -39,12 +39,21 @@ def query_output(
 ) -> str:
     """A query's answer as the CLI prints it: the ``--json`` object, or a table.
 
-    The JSON shape (``query, id, k, metric, score, results``) is what scripts rely on; the online
-    ``recommend`` and the offline ``cached`` both print it from here.
+    The JSON shape (``query, id, k, metric, score, returned, results``) is what scripts rely on,
+    the same as the HTTP API's; the online ``recommend`` and the offline ``cached`` both print it
+    from here. ``k`` is the k asked; ``returned`` is fewer when fewer items exist to answer.
     """
     if not as_json:
         return results_table(results)
-    body = {"query": query, "id": id, "k": k, "metric": metric, "score": score, "results": results}
+    body = {
+        "query": query,
+        "id": id,
+        "k": k,
+        "metric": metric,
+        "score": score,
+        "returned": len(results),
+        "results": results,
+    }
     return json.dumps(body, ensure_ascii=False)
 
 

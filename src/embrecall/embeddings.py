@@ -130,22 +130,34 @@ class Embeddings:
         )
 
     # -- id <-> row --------------------------------------------------------------------------
-    def coerce_id(self, value: object) -> int | str:
-        """Turn a user-supplied id (e.g. the text ``"42"`` from a CLI) into this id kind."""
-        return coerce_id(value, self.id_kind)
+    def coerce_id(self, value: object, *, what: str = "id") -> int | str:
+        """Turn a user-supplied id (e.g. the text ``"42"`` from a CLI) into this id kind.
+
+        Raises :class:`UnknownIdError` for an integer beyond int64, which no index can hold.
+        """
+        return coerce_id(value, self.id_kind, what=what)
 
     def lookup_rows(self, ids: Sequence | np.ndarray) -> np.ndarray:
-        """Rows (int64) of ``ids``, -1 for an id not held."""
+        """Rows (int64) of ``ids``, -1 for an id not held (an integer beyond int64 included)."""
         if len(ids) == 0:
             return np.empty(0, dtype=np.int64)
-        wanted = [self.coerce_id(i) for i in ids]
-        dtype = np.int64 if self.id_kind == "int" else object
-        return self._index.get_indexer(pd.Index(wanted, dtype=dtype)).astype(np.int64, copy=False)
+        if self.id_kind == "str":
+            wanted = pd.Index([str(i) for i in ids], dtype=object)
+        else:
+            parsed = [_int_id(i) for i in ids]
+            try:
+                wanted = pd.Index(parsed, dtype=np.int64)
+            except OverflowError:
+                # beyond int64 can never be held: look up the reserved id, which never is
+                wanted = pd.Index([_int64_or_reserved(i) for i in parsed], dtype=np.int64)
+        return self._index.get_indexer(wanted).astype(np.int64, copy=False)
 
     def rows_of(self, ids: Sequence | np.ndarray, *, what: str = "id") -> np.ndarray:
         """Rows (int64) of ``ids``; raises :class:`UnknownIdError` naming the ids not held."""
         rows = self.lookup_rows(ids)
-        missing = [self.coerce_id(ids[i]) for i in np.flatnonzero(rows < 0)]
+        # parsed, not coerced: an id beyond int64 is named with the others, not raised alone
+        parse = str if self.id_kind == "str" else _int_id
+        missing = [parse(ids[i]) for i in np.flatnonzero(rows < 0)]
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5])
             more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
@@ -205,7 +217,7 @@ class Embeddings:
     def contains(self, id_: object) -> bool:
         try:
             return self._index.get_loc(self.coerce_id(id_)) is not None
-        except (KeyError, InputFormatError):
+        except (KeyError, InputFormatError):  # UnknownIdError (beyond int64) is a KeyError
             return False
 
 
@@ -369,20 +381,40 @@ def normalise_ids(ids: Sequence | np.ndarray, *, source: str = "ids") -> np.ndar
     raise InputFormatError(f"{source}: ids must be integers or strings, got dtype {arr.dtype}")
 
 
-def coerce_id(value: object, kind: IdKind) -> int | str:
-    """A single id as ``kind``; integer text such as ``"42"`` is accepted for integer ids."""
+def coerce_id(value: object, kind: IdKind, *, what: str = "id") -> int | str:
+    """A single id as ``kind``; integer text such as ``"42"`` is accepted for integer ids.
+
+    Raises
+    ------
+    InputFormatError
+        Not an integer, for integer ids.
+    UnknownIdError
+        An integer beyond int64: no index holds it, and numpy and pandas would overflow on it.
+    """
     if kind == "str":
         return str(value)
+    parsed = _int_id(value)
+    if not _INT64_MIN <= parsed <= _INT64_MAX:
+        raise UnknownIdError(
+            f"unknown {what} {parsed} (beyond the 64-bit range of integer ids)", [parsed]
+        )
+    return parsed
+
+
+def _int_id(value: object) -> int:
+    """An integer id as a Python int of any size; InputFormatError for anything else."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return int(value)
     if isinstance(value, str):
         try:
             return int(value.strip())
         except ValueError:
-            raise InputFormatError(
-                f"id {value!r} is not an integer (this index has integer ids)"
-            ) from None
+            pass
     raise InputFormatError(f"id {value!r} is not an integer (this index has integer ids)")
+
+
+def _int64_or_reserved(value: int) -> int:
+    return value if _INT64_MIN <= value <= _INT64_MAX else RESERVED_ID
 
 
 class _Locator:

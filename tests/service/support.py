@@ -71,7 +71,8 @@ def corrupt(path: Path) -> None:
 class LiveServer:
     """A real uvicorn server for ``app`` on 127.0.0.1, in a thread."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app, **config) -> None:
+        """``config``: more ``uvicorn.Config`` options (``http=`` a protocol class...)."""
         import uvicorn
 
         self.app = app
@@ -80,10 +81,9 @@ class LiveServer:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=5
-        )
-        self.server = uvicorn.Server(config)
+        options = {"log_level": "warning", "access_log": False, "lifespan": "on"}
+        options.update(timeout_graceful_shutdown=5, **config)
+        self.server = uvicorn.Server(uvicorn.Config(app, **options))
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:

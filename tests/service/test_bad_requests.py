@@ -222,7 +222,12 @@ def test_any_k(client, k):
     assert (r.status_code == 200) == (
         isinstance(k, int)
         and 1 <= k <= 100
-        or (isinstance(k, str) and k.strip().isdigit() and 1 <= int(k) <= 100)
+        or (
+            isinstance(k, str)
+            and k.strip().isascii()
+            and k.strip().isdigit()
+            and 1 <= int(k) <= 100
+        )
     )
 
 

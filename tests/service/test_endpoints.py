@@ -29,9 +29,10 @@ def test_recommend_has_the_cli_json_shape_and_the_version(client, oracle):
     r = client.get(f"/v1/users/{USER}/recommendations", params={"k": 5})
     assert r.status_code == 200 and r.headers["x-embrecall-version"] == "v1"
     body = r.json()
-    assert list(body) == ["version", "query", "id", "k", "metric", "score", "results"]
+    assert list(body) == ["version", "query", "id", "k", "metric", "score", "returned", "results"]
     assert body["version"] == "v1" and body["query"] == "recommend" and body["id"] == USER
     assert body["k"] == 5 and body["metric"] == "ip" and body["score"] == "higher is better"
+    assert body["returned"] == len(body["results"]) == 5
     assert set(body["results"][0]) == {"id", "score", "title", "genres"}
     _same_results(body["results"], oracle.results(*oracle.recommend(USER, 5)))
 

@@ -27,6 +27,7 @@ SPACES = {
     "similar_items": ("items", "items"),
     "similar_users": ("users", "users"),
 }
+_WHAT = {"users": "user id", "items": "item id"}
 
 
 def by_id(
@@ -40,13 +41,14 @@ def by_id(
     params: Mapping[str, int] | None = None,
     monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
-    """One query id: ``{"version", "query", "id", "k", "metric", "score", "results"}``.
+    """One query id: ``{"version", "query", "id", "k", "metric", "score", "returned",
+    "results"}``.
 
     With a ``monitor``, a sample of these queries is re-answered exactly in the background.
     """
     rec = served.rec
     source, target = SPACES[query]
-    qid = _space(served, source, query).coerce_id(raw_id)
+    qid = _space(served, source, query).coerce_id(raw_id, what=_WHAT[source])
     ids, scores = getattr(rec, query)(qid, k, **_options(query, exclude, exclude_seen, params))
     if monitor is not None:
         monitor.observe(
@@ -65,7 +67,7 @@ def by_id(
             "id": qid,
             "k": k,
             **served.queries[query],
-            "results": rec.results(ids, scores, space=target),
+            **_results(rec.results(ids, scores, space=target)),
         }
     )
 
@@ -84,6 +86,8 @@ def by_ids(
     rec = served.rec
     source, target = SPACES[query]
     space = _space(served, source, query)
+    # every unknown id named at once (those beyond int64 too), as the search would
+    space.rows_of(raw_ids, what=_WHAT[source])
     qids = [space.coerce_id(i) for i in raw_ids]
     ids, scores = getattr(rec, query)(qids, k, **_options(query, exclude, exclude_seen, params))
     return orjson.dumps(
@@ -93,7 +97,7 @@ def by_ids(
             "k": k,
             **served.queries[query],
             "batch": [
-                {"id": q, "results": r} for q, r in zip(qids, _rows(rec, ids, scores, target))
+                {"id": q, **_results(r)} for q, r in zip(qids, _rows(rec, ids, scores, target))
             ],
         }
     )
@@ -124,11 +128,11 @@ def by_vector(
         **served.queries[query],
     }
     if ids.ndim == 1:
-        answer["results"] = rec.results(ids, scores, space=target)
+        answer.update(_results(rec.results(ids, scores, space=target)))
         if monitor is not None:
             monitor.observe(query, ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
-        answer["batch"] = [{"results": r} for r in _rows(rec, ids, scores, target)]
+        answer["batch"] = [_results(r) for r in _rows(rec, ids, scores, target)]
     return orjson.dumps(answer)
 
 
@@ -140,7 +144,7 @@ def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
     as a user who has seen nothing).
     """
     users = _space(served, "users", "seen items")
-    uid = users.coerce_id(raw_id)
+    uid = users.coerce_id(raw_id, what="user id")
     users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
     items = served.rec.seen_items(uid).tolist()
     answer: dict[str, Any] = {"version": served.version, "id": uid, "items": items}
@@ -154,7 +158,7 @@ def item(served: Served, raw_id: str) -> bytes:
     """One item's own catalog fields: ``{"version", "id", "metadata"}``; 404 when the version
     does not hold the item (``metadata`` is ``{}`` for an item the catalog lacks)."""
     items = served.rec.items
-    iid = items.coerce_id(raw_id)
+    iid = items.coerce_id(raw_id, what="item id")
     items.row_of(iid, what="item id")
     catalog = served.rec.catalog
     metadata = catalog.record(iid) if catalog is not None else {}
@@ -203,6 +207,12 @@ def _records(served: Served, ids: list) -> list[dict[str, Any]]:
     catalog = served.rec.catalog
     metadata = catalog.records(ids) if catalog is not None else [{} for _ in ids]
     return [{"id": i, **m} for i, m in zip(ids, metadata)]
+
+
+def _results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """``results`` and how many there are: fewer than k when fewer items exist to answer
+    (``k`` stays the k asked, as in the CLI's ``--json``)."""
+    return {"returned": len(results), "results": results}
 
 
 def _options(query: str, exclude, exclude_seen: bool, params) -> dict[str, Any]:

@@ -19,9 +19,11 @@ from typing import Any
 from embrecall import __version__
 from embrecall.errors import InvalidArgumentError, require_extra
 from embrecall.monitor import LiveRecallMonitor
+from embrecall.service.docs import docs_routes
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
 from embrecall.service.metrics import Metrics, MetricsMiddleware
+from embrecall.service.openapi import install_openapi
 from embrecall.service.page import page_routes
 from embrecall.service.registry import VersionRefused, VersionRegistry
 from embrecall.service.routes import build_routes
@@ -95,7 +97,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
                 service.monitor.close()
 
     app = FastAPI(
-        title="embrecall", version=__version__, description=DESCRIPTION, lifespan=lifespan
+        title="embrecall",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN: ours are served from the package
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
@@ -103,6 +110,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
         app.include_router(router)
     if settings.web_page:
         app.include_router(page_routes())
+    app.include_router(docs_routes(app.title, app.openapi_url))
+    install_openapi(app, settings)
     # last added runs first: metrics see every request, the 413s included
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)

@@ -137,6 +137,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _cmd_serve(args: argparse.Namespace) -> int:
     uvicorn = require_extra("uvicorn", "server")
     from embrecall.service.app import create_app
+    from embrecall.service.protocols import http_protocol
     from embrecall.service.settings import Settings
 
     settings = Settings.from_env(
@@ -177,6 +178,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=1,
         timeout_graceful_shutdown=10,
         server_header=False,
+        http=http_protocol(),  # unparsable requests answered in JSON, like every refusal
     )
     server = Server(config)
     server.run()

@@ -4,6 +4,7 @@ Body: ``{"error": {"code": "unknown_id", "message": "unknown user id 42", ...det
 
 =====  ====================  ==================================================================
  400   malformed_json        the body is not JSON
+ 400   bad_request           the request cannot be parsed as HTTP (answered by ``protocols``)
  401   unauthorized          missing or wrong API key
  403   admin_disabled        admin endpoints without EMBRECALL_ADMIN_API_KEY configured
  404   unknown_id            an id the served version does not hold (``ids`` lists them)
@@ -12,6 +13,7 @@ Body: ``{"error": {"code": "unknown_id", "message": "unknown user id 42", ...det
  405   method_not_allowed
  409   version_refused       the named version failed its checks; the old one keeps serving
  413   body_too_large        the body is over max_body_bytes
+ 431   headers_too_large     the request line and headers are over 16 KiB (``protocols``)
  422   invalid_request       the body or query string does not fit the schema
  422   invalid_k, too_many_ids, invalid_vector, dimension_mismatch, invalid_id,
        invalid_argument, invalid_version_id
@@ -22,6 +24,7 @@ Body: ``{"error": {"code": "unknown_id", "message": "unknown user id 42", ...det
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -88,13 +91,20 @@ _HTTP_CODES = {
 }
 
 
+def error_body(code: str, message: str, **details: Any) -> bytes:
+    """``{"error": {"code", "message", ...details}}`` as JSON bytes."""
+    body = {"error": {"code": code, "message": message, **details}}
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # orjson stops at 64 bits; an unknown id of 30 digits is named as sent
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict | None = None, **details: Any
 ) -> Response:
-    body = {"error": {"code": code, "message": message, **details}}
-    return Response(
-        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
-    )
+    content = error_body(code, message, **details)
+    return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -17,17 +17,18 @@ from embrecall.service.metrics import CONTENT_TYPE
 from embrecall.service.registry import VersionRefused, describe_source
 from embrecall.service.runtime import Service, key_matches, respond
 from embrecall.service.schemas import (
-    ERRORS,
     BatchRequest,
     BatchResponse,
     ItemResponse,
     ItemSearchResponse,
     LoadResponse,
     QueryResponse,
+    ReadyResponse,
     RecommendBatchRequest,
     SearchRequest,
     SearchResponse,
     SeenResponse,
+    errors,
 )
 from embrecall.versions import check_version_id
 
@@ -71,9 +72,13 @@ def _read_routes(service: Service) -> APIRouter:
                 )
 
         guard = [Depends(read_key)]
-    router = APIRouter(prefix="/v1", dependencies=guard, responses=ERRORS, tags=["recall"])
+    # 401 only where a key is asked for; every read can be refused before the first load
+    common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
+    router = APIRouter(prefix="/v1", dependencies=guard, responses=common, tags=["recall"])
+    by_id = errors(404, 422)
+    batch = errors(400, 404, 413, 422)
 
-    @router.get("/users/{user_id}/recommendations", response_model=QueryResponse)
+    @router.get("/users/{user_id}/recommendations", response_model=QueryResponse, responses=by_id)
     async def recommend(
         user_id: str,
         k: K = None,
@@ -87,7 +92,7 @@ def _read_routes(service: Service) -> APIRouter:
             service, "recommend", user_id, k, exclude, exclude_seen, nprobe, ef_search
         )
 
-    @router.get("/users/{user_id}/similar", response_model=QueryResponse)
+    @router.get("/users/{user_id}/similar", response_model=QueryResponse, responses=by_id)
     async def similar_users(
         user_id: str,
         k: K = None,
@@ -98,7 +103,7 @@ def _read_routes(service: Service) -> APIRouter:
         """Users most like a user (u2u), the user itself left out."""
         return await _by_id(service, "similar_users", user_id, k, exclude, True, nprobe, ef_search)
 
-    @router.get("/items/{item_id}/similar", response_model=QueryResponse)
+    @router.get("/items/{item_id}/similar", response_model=QueryResponse, responses=by_id)
     async def similar_items(
         item_id: str,
         k: K = None,
@@ -109,7 +114,7 @@ def _read_routes(service: Service) -> APIRouter:
         """Items most like an item (i2i), the item itself left out."""
         return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
 
-    @router.get("/users/{user_id}/seen", response_model=SeenResponse)
+    @router.get("/users/{user_id}/seen", response_model=SeenResponse, responses=by_id)
     async def seen(
         user_id: str,
         details: Annotated[
@@ -121,7 +126,7 @@ def _read_routes(service: Service) -> APIRouter:
         return respond(await service.run(answers.seen, served, user_id, details=details), served)
 
     # before /items/{item_id}, which would take "search" for an id
-    @router.get("/items/search", response_model=ItemSearchResponse)
+    @router.get("/items/search", response_model=ItemSearchResponse, responses=errors(422))
     async def find_items(
         q: Annotated[str, Query(description="Text the title contains; case is ignored.")],
         limit: Annotated[int, Query(description="Most items to list (at most max_k).")] = 20,
@@ -140,28 +145,28 @@ def _read_routes(service: Service) -> APIRouter:
             raise ApiError(422, "invalid_argument", message)
         return respond(await service.run(answers.find_items, served, text, limit), served)
 
-    @router.get("/items/{item_id}", response_model=ItemResponse)
+    @router.get("/items/{item_id}", response_model=ItemResponse, responses=by_id)
     async def item(item_id: str) -> Response:
         """An item's own catalog fields (title, genres, ...); 404 for an item not held."""
         served = service.served()
         return respond(await service.run(answers.item, served, item_id), served)
 
-    @router.post("/users/recommendations", response_model=BatchResponse)
+    @router.post("/users/recommendations", response_model=BatchResponse, responses=batch)
     async def recommend_batch(body: RecommendBatchRequest) -> Response:
         """Recommendations for many users in one request."""
         return await _batch(service, "recommend", body, body.exclude_seen)
 
-    @router.post("/users/similar", response_model=BatchResponse)
+    @router.post("/users/similar", response_model=BatchResponse, responses=batch)
     async def similar_users_batch(body: BatchRequest) -> Response:
         """Similar users for many users in one request."""
         return await _batch(service, "similar_users", body, True)
 
-    @router.post("/items/similar", response_model=BatchResponse)
+    @router.post("/items/similar", response_model=BatchResponse, responses=batch)
     async def similar_items_batch(body: BatchRequest) -> Response:
         """Similar items for many items in one request."""
         return await _batch(service, "similar_items", body, True)
 
-    @router.post("/search", response_model=SearchResponse)
+    @router.post("/search", response_model=SearchResponse, responses=errors(400, 413, 422))
     async def search(body: SearchRequest) -> Response:
         """Search by raw vector (a two-tower user vector, an item vector...): ``vector`` for one
         query, ``vectors`` for a batch."""
@@ -292,7 +297,7 @@ def _ops_routes(service: Service) -> APIRouter:
         """Liveness: the process answers."""
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @router.get("/readyz")
+    @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
     async def readyz() -> Response:
         """Readiness: a version is loaded (a refused new version does not change this)."""
         served = service.registry.current
@@ -309,7 +314,11 @@ def _ops_routes(service: Service) -> APIRouter:
             media_type="application/json",
         )
 
-    @router.get("/metrics")
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    )
     async def metrics() -> Response:
         """Prometheus metrics."""
         service.registry.release_retired()  # so the in-memory gauge is current when scraped
@@ -337,10 +346,18 @@ def _admin_routes(service: Service) -> APIRouter:
         prefix="/v1/admin",
         dependencies=[Depends(admin_key)],
         tags=["admin"],
-        responses={**ERRORS, 403: ERRORS[401], 409: ERRORS[401]},
+        responses=errors(401, 403),
     )
+    refused = errors(404, 409, e404="The root has no such version (unknown_version).")
 
-    @router.post("/versions/{version}/load", response_model=LoadResponse)
+    @router.post(
+        "/versions/{version}/load",
+        response_model=LoadResponse,
+        responses={
+            **refused,
+            **errors(422, e422="Not a version id (invalid_version_id), or a bad query string."),
+        },
+    )
     async def load_version(version: str, force: bool = False) -> Response:
         """Load, verify and canary-check a version of the root, then swap it in.
 
@@ -353,7 +370,7 @@ def _admin_routes(service: Service) -> APIRouter:
             raise ApiError(422, "invalid_version_id", str(exc)) from None
         return await _admin_load(service, service.registry.load, version, force=force)
 
-    @router.post("/reload", response_model=LoadResponse)
+    @router.post("/reload", response_model=LoadResponse, responses=refused)
     async def reload() -> Response:
         """Load the version the root's CURRENT pointer names now (retries a refused one)."""
         return await _admin_load(service, service.registry.reload)

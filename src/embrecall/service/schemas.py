@@ -75,18 +75,20 @@ class Result(BaseModel):
 class _Answer(BaseModel):
     version: str = Field(..., description="The index version that answered.")
     query: QueryName
-    k: int
+    k: int = Field(..., description="The k asked (at most max_k).")
     metric: str
     score: str = Field(..., description="The score's direction, e.g. 'higher is better'.")
 
 
 class QueryResponse(_Answer):
     id: Id
+    returned: int = Field(..., description="How many results: fewer than k when fewer exist.")
     results: list[Result]
 
 
 class BatchEntry(BaseModel):
     id: Id | None = None
+    returned: int = Field(..., description="How many results: fewer than k when fewer exist.")
     results: list[Result]
 
 
@@ -96,6 +98,7 @@ class BatchResponse(_Answer):
 
 class SearchResponse(_Answer):
     space: str
+    returned: int | None = Field(None, description="With vector: how many results.")
     results: list[Result] | None = None
     batch: list[BatchEntry] | None = None
 
@@ -137,12 +140,24 @@ class ItemSearchResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
+    """A refusal: a stable code, a message for people, and details for some codes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(..., description="Stable, e.g. unknown_id, invalid_k, malformed_json.")
     message: str
+    ids: list[Id] | None = Field(None, description="unknown_id: the ids the version lacks.")
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready", "not ready"]
+    version: str | None = Field(None, description="The served version, when ready.")
+    loading: bool | None = Field(None, description="When not ready: a version is loading.")
+    last_failure: str | None = Field(None, description="When not ready: why the last load failed.")
 
 
 class LoadResponse(BaseModel):
@@ -153,4 +168,24 @@ class LoadResponse(BaseModel):
     canary: dict[str, Any] | None
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (401, 404, 413, 422, 503)}
+# What each refusal means, for the OpenAPI schema; a route lists the ones it can give.
+ERROR_TEXT = {
+    400: "The body is not JSON (malformed_json).",
+    401: "Missing or wrong API key in X-API-Key (unauthorized).",
+    403: "Admin endpoints are off: EMBRECALL_ADMIN_API_KEY is unset (admin_disabled).",
+    404: "An id the served version does not hold (unknown_id; `ids` lists them).",
+    409: "The version failed a check; the old one keeps serving (version_refused).",
+    413: "The body is over max_body_bytes (body_too_large).",
+    422: "A parameter or body that does not fit: invalid_k, too_many_ids, invalid_id, "
+    "invalid_argument, invalid_request, dimension_mismatch, invalid_vector.",
+    503: "No index version is loaded yet (not_ready).",
+}
+
+
+def errors(*statuses: int, **text: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these refusals, all in the :class:`ErrorResponse` shape;
+    ``text`` overrides a description (``e404="..."``)."""
+    return {
+        status: {"model": ErrorResponse, "description": text.get(f"e{status}", ERROR_TEXT[status])}
+        for status in statuses
+    }
