@@ -137,6 +137,10 @@ class Embeddings:
         """
         return coerce_id(value, self.id_kind, what=what)
 
+    def parse_id(self, value: object) -> int | str:
+        """``value`` read as this id kind, of any size (for naming ids that are not held)."""
+        return str(value) if self.id_kind == "str" else _int_id(value)
+
     def lookup_rows(self, ids: Sequence | np.ndarray) -> np.ndarray:
         """Rows (int64) of ``ids``, -1 for an id not held (an integer beyond int64 included)."""
         if len(ids) == 0:
@@ -156,8 +160,7 @@ class Embeddings:
         """Rows (int64) of ``ids``; raises :class:`UnknownIdError` naming the ids not held."""
         rows = self.lookup_rows(ids)
         # parsed, not coerced: an id beyond int64 is named with the others, not raised alone
-        parse = str if self.id_kind == "str" else _int_id
-        missing = [parse(ids[i]) for i in np.flatnonzero(rows < 0)]
+        missing = [self.parse_id(ids[i]) for i in np.flatnonzero(rows < 0)]
         if missing:
             shown = ", ".join(repr(m) for m in missing[:5])
             more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""

@@ -112,6 +112,12 @@ def test_unknown_user_ids_are_refused_or_skipped_and_reported(rec, tmp_path):
     assert report.unknown_ids == [424242, 434343]
     with pytest.raises(InvalidArgumentError, match="none of the given user ids"):
         plan_batch(rec, k=3, user_ids=[424242], on_unknown="skip")
+    # An id beyond int64 is one more unknown id, skipped on request like the others.
+    huge = 99999999999999999999999
+    plan = plan_batch(rec, k=3, user_ids=[rec.users.ids[0], huge], on_unknown="skip")
+    assert plan.unknown_ids == [huge] and plan.n_queries == 1
+    with pytest.raises(UnknownIdError, match=str(huge)):
+        plan_batch(rec, k=3, user_ids=[huge])
 
 
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])

@@ -229,7 +229,8 @@ def _user_rows(users: Embeddings, ids, on_unknown: str) -> tuple[np.ndarray, lis
     if not ids:
         raise InvalidArgumentError("the list of user ids is empty")
     rows = users.lookup_rows(ids)
-    missing = [users.coerce_id(ids[i]) for i in np.flatnonzero(rows < 0)]
+    # parsed, not coerced: an id beyond int64 is unknown like any other, skipped on request
+    missing = [users.parse_id(ids[i]) for i in np.flatnonzero(rows < 0)]
     if missing and on_unknown == "refuse":
         shown = ", ".join(repr(m) for m in missing[:5])
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
