@@ -194,7 +194,7 @@ def test_cli_publish_runs_the_canary(tmp_path, capsys):
     assert service_main(["publish", str(broken), str(root), "--id", "b1", "--no-check"]) == 0
 
 
-# -- verification before the pointer moves (issue 11) -----------------------------------------
+# -- verification before the pointer moves ---------------------------------------------------
 def _pointer_and_history(root: VersionRoot) -> tuple[bytes, bytes]:
     return (root.path / "CURRENT").read_bytes(), (root.path / "HISTORY").read_bytes()
 
@@ -260,7 +260,7 @@ def test_rollback_runs_the_canary_with_the_floor_the_target_was_published_with(
     assert service_main(["rollback", str(root), "--to", "b2", "--no-check"]) == 0
 
 
-# -- crash points of a pointer move (issue 11) -------------------------------------------------
+# -- crash points of a pointer move -----------------------------------------------------------
 def _state(root: VersionRoot) -> dict[str, bytes | None]:
     return {
         name: (root.path / name).read_bytes() if (root.path / name).exists() else None
@@ -328,7 +328,7 @@ def test_versions_and_rollback_are_right_at_every_crash_point(tmp_path, artifact
             assert root.current() == target and root.rollback_target() != target, point
 
 
-# -- leftovers, symlinks, --move (issue 11) ----------------------------------------------------
+# -- leftovers, symlinks, --move --------------------------------------------------------------
 def test_stale_staging_is_reported_then_removed_by_the_next_publish(root, artifacts, capsys):
     import shutil
 
