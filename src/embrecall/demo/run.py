@@ -89,7 +89,7 @@ def _run(work: Path, movielens, embeddings, user_ids, k: int, emit, *, keep: boo
     _show_similar_users(rec, users[0], k, inputs.favourite_genre, emit)
     shown = artifact if keep else "DIR/artifact"
     emit(
-        ("" if keep else "\nNext: embrecall demo --out-dir DIR keeps the artifact, then")
+        ("" if keep else "\n(this run's artifact was temporary: `--out-dir DIR` keeps it)")
         + f"\nNext: embrecall recommend {shown} {users[0]} -k 30   |   "
         f"embrecall similar-items {shown} {first_item}   |   "
         f"embrecall inspect {shown}"
