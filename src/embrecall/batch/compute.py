@@ -9,7 +9,6 @@ interrupted run of the same plan is not computed again.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.batch.plan import BatchPlan, Block, Task
 from embrecall.batch.topk import DEFAULT_BASE_CHUNK, gather_rows, topk_exact
 from embrecall.errors import InvalidArgumentError
@@ -252,7 +252,7 @@ def run_batch(
             total=len(t.rows),
             desc=t.query,
             unit=_unit(t),
-            disable=_bar_off(progress),
+            disable=bar_disabled(progress),
             dynamic_ncols=True,
             smoothing=0.1,
         )
@@ -329,12 +329,6 @@ def _to_ids(space, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _unit(task: Task) -> str:
     return "item" if task.query == "similar_items" else "user"
-
-
-def _bar_off(progress: bool | None) -> bool:
-    if progress is None:
-        return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    return not progress
 
 
 def _py(value):

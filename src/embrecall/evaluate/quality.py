@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.errors import InputFormatError, InvalidArgumentError, NotFoundError
-from embrecall.evaluate._progress import bar_disabled
 from embrecall.evaluate.baselines import popularity_order, recommend_popular
 from embrecall.evaluate.metrics import check_ks, coverage, ranking_metrics
 from embrecall.interactions import Interactions

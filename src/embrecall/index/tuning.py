@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.errors import InvalidArgumentError
 from embrecall.index.exact import prepare
 from embrecall.index.faiss_index import VectorIndex
@@ -153,7 +154,7 @@ def tune_to_recall(
 
         previous: list[float] = []
         for i, value in enumerate(
-            tqdm(values, desc=f"tuning {param or 'recall'}", disable=_quiet(progress))
+            tqdm(values, desc=f"tuning {param or 'recall'}", disable=bar_disabled(progress))
         ):
             recall = measure(value)
             if recall >= target:
@@ -350,7 +351,3 @@ def _plateau(recalls: list[float]) -> bool:
     """Three widenings in a row that gained (almost) nothing: the codes, not the search, limit."""
     last = recalls[-_PLATEAU_STEPS - 1 :]
     return len(last) > _PLATEAU_STEPS and last[-1] - last[0] < _PLATEAU_GAIN
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress
