@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from embrecall.batch import plan_batch, run_batch  # noqa: E402
 from embrecall.batch.compute import exclusions  # noqa: E402
-from embrecall.batch.topk import topk_exact  # noqa: E402
 from embrecall.embeddings import Embeddings  # noqa: E402
+from embrecall.index.kernel import exact_knn  # noqa: E402
 from embrecall.index.recall import recall_at_k as tie_tolerant_recall  # noqa: E402
 from embrecall.interactions import SeenItems  # noqa: E402
 from embrecall.recommender import Recommender  # noqa: E402
@@ -99,7 +99,7 @@ def recall_at_k(rec, k, sample, params) -> float:
     rows = np.arange(min(sample, 2048))
     ex = exclusions(plan_batch(rec, k), plan_batch(rec, k).tasks[0], rows)
     queries = rec.users.vectors[rows]
-    _, exact_rows = topk_exact(queries, rec.items.vectors, k, "ip", exclude=ex)
+    _, exact_rows = exact_knn(rec.items.vectors, queries, k, "ip", exclude=ex)
     index = rec.indexes[rec.query_kinds["recommend"].index_name]
     excluded = [ex[1][ex[0][i] : ex[0][i + 1]] for i in range(len(rows))]
     _, ann_rows = index.search(queries, k, exclude=excluded, params=params)
@@ -143,7 +143,7 @@ def bench_cpu(args) -> dict:
 def bench_gpu(args) -> dict:
     import torch
 
-    from embrecall.batch.gpu import TorchExact
+    from embrecall.index.torch_exact import TorchExact
 
     device = args.torch_device
     items, users, seen = synthetic(args.items, args.users, args.dim, args.seen)
@@ -180,7 +180,7 @@ def bench_gpu(args) -> dict:
     rows = np.arange(min(2048, args.users))
     ex = exclusions(plan, task, rows)
     gpu_s, gpu_r = TorchExact(items, "ip", device=device).search(users[rows], args.k, ex)
-    cpu_s, cpu_r = topk_exact(users[rows], items, args.k, "ip", exclude=ex)
+    cpu_s, cpu_r = exact_knn(items, users[rows], args.k, "ip", exclude=ex)
     same = gpu_r == cpu_r
     ties = np.isclose(gpu_s, cpu_s, rtol=1e-5, atol=1e-5)
     out["same_as_cpu"] = {

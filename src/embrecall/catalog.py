@@ -33,7 +33,12 @@ import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 
 from embrecall.embeddings import IdKind, normalise_ids
-from embrecall.errors import DuplicateIdError, InputFormatError, InvalidArgumentError
+from embrecall.errors import (
+    DuplicateIdError,
+    InputFormatError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+)
 
 __all__ = ["Catalog", "read_catalog", "TableFormat"]
 
@@ -69,7 +74,9 @@ class Catalog:
 
     def __init__(self, frame: pd.DataFrame, *, source: str = "<DataFrame>") -> None:
         if not isinstance(frame, pd.DataFrame):
-            raise TypeError(f"Catalog needs a pandas DataFrame indexed by id, got {type(frame)}")
+            raise InvalidArgumentTypeError(
+                f"Catalog needs a pandas DataFrame indexed by id, got {type(frame)}"
+            )
         names = [str(c) for c in frame.columns]
         body = frame.reset_index(drop=True)
         body.columns = names
@@ -170,7 +177,9 @@ class Catalog:
             catalog does not hold gets ``{}``.
         """
         if isinstance(ids, (str, bytes)):
-            raise TypeError("records() takes a sequence of ids; use record() for one id")
+            raise InvalidArgumentTypeError(
+                "records() takes a sequence of ids; use record() for one id"
+            )
         keys, usable = self._lookup_keys(ids)
         rows = np.full(len(usable), -1, dtype=np.int64)
         if usable.any():
@@ -225,7 +234,7 @@ class Catalog:
         """``ids`` coerced to this catalog's kind, and a mask of those that could be."""
         arr = ids if isinstance(ids, np.ndarray) else np.asarray(list(ids), dtype=object)
         if arr.ndim != 1:
-            raise TypeError(f"ids must be 1-D, got shape {arr.shape}")
+            raise InvalidArgumentTypeError(f"ids must be 1-D, got shape {arr.shape}")
         if self.id_kind == "int" and arr.dtype.kind in "iu":
             return arr.astype(np.int64, copy=False), np.ones(len(arr), dtype=bool)
         keys = [_lookup_key(v, self.id_kind) for v in arr.tolist()]
@@ -245,7 +254,7 @@ class Catalog:
             Two ids become the same id (``"7"`` and ``"007"`` both become 7).
         """
         if kind not in ("int", "str"):
-            raise ValueError(f"kind must be 'int' or 'str', not {kind!r}")
+            raise InvalidArgumentError(f"kind must be 'int' or 'str', not {kind!r}")
         if kind == self.id_kind:
             return self
         if kind == "str":
@@ -474,7 +483,7 @@ def _embrecall_meta(schema: pa.Schema, *, source: str) -> dict | None:
 def detect_format(path: Path, format: str) -> str:
     """The concrete format of ``path``: the one given, or one sniffed for ``"auto"``."""
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     if format != "auto":
         return format
     if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):

@@ -24,6 +24,7 @@ from embrecall.errors import (
     DimensionMismatchError,
     DuplicateIdError,
     InputFormatError,
+    InvalidArgumentError,
     InvalidVectorError,
     UnknownIdError,
 )
@@ -241,7 +242,7 @@ def build_embeddings(
     (together with ``skipped``, the rows the reader itself could not parse).
     """
     if on_bad_row not in ("raise", "skip"):
-        raise ValueError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
+        raise InvalidArgumentError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
     if on_bad_row == "raise":
         return Embeddings(ids, vectors, source=source, lines=lines, unit=unit, skipped=skipped)
     vectors = as_vector_matrix(vectors, what=source)

@@ -62,3 +62,11 @@ def require_extra(module: str, extra: str):
 
 class InvalidArgumentError(EmbrecallError, ValueError):
     """An argument is out of range or of the wrong kind (k <= 0, an unknown metric, a bad spec)."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument of the wrong type (a DataFrame or a sequence of ids expected, other given)."""
+
+
+class NotFoundError(EmbrecallError, KeyError):
+    """A lookup by name or key found nothing (an unknown report row; ids: UnknownIdError)."""

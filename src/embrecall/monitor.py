@@ -37,7 +37,7 @@ import numpy as np
 
 from embrecall.embeddings import check_query_vectors
 from embrecall.errors import InvalidArgumentError, require_extra
-from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.exact import exact_topk
 from embrecall.index.recall import recall_against_exact, true_scores
 
 if TYPE_CHECKING:

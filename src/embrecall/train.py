@@ -29,9 +29,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from embrecall._progress import bar_disabled
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InputFormatError, InvalidArgumentError, require_extra
-from embrecall.evaluate._progress import bar_disabled
 from embrecall.interactions import Interactions
 
 log = logging.getLogger("embrecall")

@@ -9,7 +9,6 @@ interrupted run of the same plan is not computed again.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,18 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.batch.plan import BatchPlan, Block, Task
-from embrecall.batch.topk import DEFAULT_BASE_CHUNK, gather_rows, topk_exact
-from embrecall.errors import InvalidArgumentError
 from embrecall.index.exact import prepare
+from embrecall.index.kernel import ExactKernel, gather_rows
 
 if TYPE_CHECKING:
     from embrecall.batch.sinks.base import Sink
 
 log = logging.getLogger("embrecall")
 
-# Bytes of scores one CPU matrix product may take (query block x base chunk x 4).
-_CPU_SCORE_BYTES = 256 << 20
 # Queries per faiss call in index search, grouped by how many rows each excludes.
 _INDEX_GROUP = 256
 # Blocks waiting to be written while the next is computed: bounds memory, keeps both busy.
@@ -73,22 +70,6 @@ class BatchReport:
         return {**self.__dict__, "unknown_ids": [_py(i) for i in self.unknown_ids]}
 
 
-def resolve_device(device: str) -> str:
-    """``"cpu"`` or ``"cuda"`` for a requested device, refusing ``"cuda"`` without a GPU."""
-    from embrecall.batch.gpu import cuda_available
-
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device == "cuda" and not cuda_available():
-        raise InvalidArgumentError(
-            "device 'cuda' asked for, but torch is not installed or sees no CUDA GPU "
-            "(install 'embrecall[gpu]' on a GPU machine, or use device 'cpu')"
-        )
-    if device not in ("cpu", "cuda"):
-        raise InvalidArgumentError(f"device must be auto, cpu or cuda, not {device!r}")
-    return device
-
-
 class BlockSearcher:
     """Computes the blocks of a plan; bases are prepared once per task, not once per block."""
 
@@ -111,9 +92,8 @@ class BlockSearcher:
         if plan.search == "index":
             return _IndexEngine(plan.rec.indexes[kind.index_name], queries, plan.k, plan.params)
         base = prepare(plan.target_space(task).vectors, kind.metric)
-        if plan.device == "cuda":
-            return _TorchEngine(base, queries, plan.k, kind.metric)
-        return _ExactEngine(base, queries, plan.k, kind.metric)
+        device = "cuda" if plan.device == "cuda" else None  # None: the CPU kernel
+        return _ExactEngine(base, queries, plan.k, kind.metric, device)
 
 
 def exclusions(plan: BatchPlan, task: Task, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -127,36 +107,15 @@ def exclusions(plan: BatchPlan, task: Task, rows: np.ndarray) -> tuple[np.ndarra
 
 
 class _ExactEngine:
-    """Blocked BLAS products folded into faiss heaps (see :mod:`embrecall.batch.topk`)."""
+    """One exact kernel over the prepared base (see :mod:`embrecall.index.kernel`)."""
 
-    def __init__(self, base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> None:
-        self.base, self.queries, self.k, self.metric = base, queries, k, metric
-        self.sqnorms = np.einsum("ij,ij->i", base, base) if metric == "l2" else None
-
-    def search(self, rows: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
-        q = prepare(self.queries[rows], self.metric)
-        chunk = max(1024, min(DEFAULT_BASE_CHUNK * 4, _CPU_SCORE_BYTES // (4 * max(1, len(rows)))))
-        return topk_exact(
-            q,
-            self.base,
-            self.k,
-            self.metric,
-            exclude=exclude,
-            base_chunk=chunk,
-            prepared=True,
-            base_sqnorms=self.sqnorms,
-        )
-
-
-class _TorchEngine:
-    def __init__(self, base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> None:
-        from embrecall.batch.gpu import TorchExact
-
-        self.exact = TorchExact(base, metric, device="cuda")
+    def __init__(self, base: np.ndarray, queries: np.ndarray, k: int, metric: str, device):
+        self.exact = ExactKernel(base, metric, device=device, prepared=True)
         self.queries, self.k, self.metric = queries, k, metric
 
     def search(self, rows: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
-        return self.exact.search(prepare(self.queries[rows], self.metric), self.k, exclude)
+        q = prepare(self.queries[rows], self.metric)
+        return self.exact.search(q, self.k, exclude, prepared=True)
 
 
 class _IndexEngine:
@@ -252,7 +211,7 @@ def run_batch(
             total=len(t.rows),
             desc=t.query,
             unit=_unit(t),
-            disable=_bar_off(progress),
+            disable=bar_disabled(progress),
             dynamic_ncols=True,
             smoothing=0.1,
         )
@@ -329,12 +288,6 @@ def _to_ids(space, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _unit(task: Task) -> str:
     return "item" if task.query == "similar_items" else "user"
-
-
-def _bar_off(progress: bool | None) -> bool:
-    if progress is None:
-        return not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
-    return not progress
 
 
 def _py(value):

@@ -21,6 +21,7 @@ import numpy as np
 from embrecall.batch import codec
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InvalidArgumentError, UnknownIdError
+from embrecall.index.torch_exact import resolve_device
 from embrecall.recommender import Recommender
 
 Search = Literal["exact", "index"]
@@ -181,8 +182,6 @@ def plan_batch(
     block_size : int
         Queries per block: the unit of writing and of resuming after an interruption.
     """
-    from embrecall.batch.compute import resolve_device
-
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:

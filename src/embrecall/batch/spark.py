@@ -2,7 +2,7 @@
 
 The item factors are collected once on the driver, checked (finite, unique ids), prepared for
 the metric and broadcast. Users stay distributed: ``mapInPandas`` runs the same exact kernel as
-the local path (:func:`~embrecall.batch.topk.topk_exact`: BLAS products folded into faiss heaps,
+the local path (:func:`~embrecall.index.kernel.exact_knn`: BLAS products folded into faiss heaps,
 seen items excluded inside the product) over each Arrow batch of a partition. The broadcast
 arrays are turned into a base once per Python worker and cached there (Spark reuses workers), not
 once per batch. Results are the same as the local path's, up to float rounding and ties.
@@ -28,10 +28,10 @@ import pandas as pd
 
 from embrecall.batch.compute import BatchReport
 from embrecall.batch.sinks import Sink, open_sink
-from embrecall.batch.topk import csr_from_lists, topk_exact
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InputFormatError, InvalidArgumentError, require_extra
 from embrecall.index.exact import prepare
+from embrecall.index.kernel import DEFAULT_BASE_CHUNK, csr_from_lists, exact_knn
 from embrecall.interactions import ITEM_COLUMNS, USER_COLUMNS
 
 if TYPE_CHECKING:
@@ -284,12 +284,13 @@ def _topk_batch(pdf: pd.DataFrame, broadcast, k: int, with_seen: bool):
             rows = base.index.get_indexer(pd.Index(list(items)))
             lists.append(rows[rows >= 0])  # an item ALS never saw has no vector to exclude
         exclude = csr_from_lists(lists)
-    scores, rows = topk_exact(
-        queries,
+    scores, rows = exact_knn(
         base.vectors,
+        queries,
         k,
         metric,
         exclude=exclude,
+        base_chunk=DEFAULT_BASE_CHUNK,
         prepared=True,
         base_sqnorms=base.sqnorms,
     )

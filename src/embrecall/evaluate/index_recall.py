@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.errors import InvalidArgumentError
-from embrecall.evaluate._progress import bar_disabled
 from embrecall.evaluate.metrics import check_ks
-from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.exact import exact_topk
 from embrecall.index.recall import recall_against_exact, true_scores
 from embrecall.index.structure import nlist_of
 from embrecall.recommender import QueryKind, Recommender

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from embrecall.errors import InputFormatError, InvalidArgumentError
-from embrecall.evaluate._progress import bar_disabled
+from embrecall._progress import bar_disabled
+from embrecall.errors import InputFormatError, InvalidArgumentError, NotFoundError
 from embrecall.evaluate.baselines import popularity_order, recommend_popular
 from embrecall.evaluate.metrics import check_ks, coverage, ranking_metrics
 from embrecall.interactions import Interactions
@@ -64,7 +64,7 @@ class QualityReport:
         for row in self.rows:
             if row.method == method and row.k == k:
                 return float(getattr(row, metric))
-        raise KeyError(f"no {method} row at k={k}")
+        raise NotFoundError(f"no {method} row at k={k}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"rows": [asdict(r) for r in self.rows], "info": dict(self.info)}

@@ -17,6 +17,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.errors import EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
@@ -37,6 +38,7 @@ log = logging.getLogger("embrecall")
 Metric = Literal["ip", "cosine", "l2"]
 METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
 _ADD_CHUNK = 100_000
+_BAR_MIN_VECTORS = 1_000_000  # by default, no bar for an add that takes seconds
 _TRAIN_SAMPLE = 200_000
 _TRAIN_PER_LIST = 64  # k-means wants >= 39 points per centroid; faiss samples 256 at most
 _PARALLEL_MIN_QUERIES = 16
@@ -122,7 +124,12 @@ class VectorIndex:
         if not index.is_trained:
             built._train(vectors, seed)
         t1 = time.perf_counter()
-        bar = tqdm(total=n, desc=f"adding to {spec}", unit="vec", disable=_bar_off(progress, n))
+        bar = tqdm(
+            total=n,
+            desc=f"adding to {spec}",
+            unit="vec",
+            disable=bar_disabled(progress, small=n < _BAR_MIN_VECTORS),
+        )
         for start in range(0, n, _ADD_CHUNK):
             index.add(built._encode_items(vectors[start : start + _ADD_CHUNK]))
             bar.update(min(_ADD_CHUNK, n - start))
@@ -437,9 +444,3 @@ def _check_params(params: Mapping[str, int]) -> None:
             raise InvalidArgumentError(
                 f"search parameter {name} must be a positive integer, got {value!r}"
             )
-
-
-def _bar_off(progress: bool | None, n: int) -> bool | None:
-    if progress is None:
-        return None if n >= 1_000_000 else True  # tqdm: None = off unless on a terminal
-    return not progress

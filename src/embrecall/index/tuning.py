@@ -18,16 +18,17 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.errors import InvalidArgumentError
-from embrecall.index.exact import prepare
 from embrecall.index.faiss_index import VectorIndex
+from embrecall.index.kernel import exact_knn
 from embrecall.index.recall import recall_at_k
 from embrecall.index.structure import nlist_of, tunable_param
+from embrecall.index.torch_exact import cuda_available
 
 log = logging.getLogger("embrecall")
 
 DEFAULT_QUERIES = 1000
-_EXACT_BLOCK = 256  # queries per brute-force call: bounds its (block x n) score matrix
 _GROWTH = 1.5
 _K_FACTORS = (4, 8, 16, 32, 64, 128, 256)
 _PLATEAU_STEPS, _PLATEAU_GAIN = 3, 0.005
@@ -153,7 +154,7 @@ def tune_to_recall(
 
         previous: list[float] = []
         for i, value in enumerate(
-            tqdm(values, desc=f"tuning {param or 'recall'}", disable=_quiet(progress))
+            tqdm(values, desc=f"tuning {param or 'recall'}", disable=bar_disabled(progress))
         ):
             recall = measure(value)
             if recall >= target:
@@ -279,36 +280,21 @@ def exact_rows(
     *,
     device: str | None = None,
 ) -> np.ndarray:
-    """(m, k) exact top-k rows, each query's own row left out.
+    """(m, k) exact top-k rows, each query's own row left out (-1 padded past n).
 
-    ``device=None`` uses a CUDA GPU through torch when one is there, else faiss's brute-force
-    kernel on the CPU (``"faiss"`` forces that); ``"cuda"`` or ``"cpu"`` run the torch kernel on
-    that torch device.
+    ``device=None`` uses a CUDA GPU through torch when one is there, else the CPU kernel of
+    :func:`~embrecall.index.kernel.exact_knn` (``"faiss"`` forces that); ``"cuda"`` or ``"cpu"``
+    run the torch kernel on that torch device.
     """
-    from embrecall.batch.gpu import cuda_available
-
-    b = np.ascontiguousarray(prepare(base, metric), dtype=np.float32)
-    q = np.ascontiguousarray(prepare(queries, metric), dtype=np.float32)
-    extra = 0 if self_rows is None else 1
     if device is None and cuda_available():
         device = "cuda"
-    if device is not None and device != "faiss":
-        from embrecall.batch.gpu import TorchExact
-
-        found = TorchExact(b, metric, device=device).search(q, k + extra)[1]
-    else:
-        faiss_metric = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
-        found = np.vstack(
-            [
-                faiss.knn(q[start : start + _EXACT_BLOCK], b, k + extra, metric=faiss_metric)[1]
-                for start in range(0, len(q), _EXACT_BLOCK)
-            ]
-        )
-    if not extra:
-        return found[:, :k]
-    out = np.empty((len(q), k), dtype=np.int64)
-    for i, row in enumerate(found):
-        out[i] = row[row != self_rows[i]][:k]
+    exclude = None
+    if self_rows is not None:
+        exclude = (np.arange(len(queries) + 1, dtype=np.int64), np.asarray(self_rows, np.int64))
+    torch_device = None if device == "faiss" else device
+    found = exact_knn(base, queries, k, metric, exclude=exclude, device=torch_device)[1]
+    out = np.full((len(queries), k), -1, dtype=np.int64)
+    out[:, : found.shape[1]] = found
     return out
 
 
@@ -350,7 +336,3 @@ def _plateau(recalls: list[float]) -> bool:
     """Three widenings in a row that gained (almost) nothing: the codes, not the search, limit."""
     last = recalls[-_PLATEAU_STEPS - 1 :]
     return len(last) > _PLATEAU_STEPS and last[-1] - last[0] < _PLATEAU_GAIN
-
-
-def _quiet(progress: bool | None) -> bool | None:
-    return None if progress is None else not progress

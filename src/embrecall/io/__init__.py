@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 
 from embrecall.embeddings import Embeddings, OnBadRow
-from embrecall.errors import InputFormatError
+from embrecall.errors import InputFormatError, InvalidArgumentError
 from embrecall.io._common import IdType, check_id_type, check_on_bad_row
 from embrecall.io._text import first_line, is_gzip
 from embrecall.io.npy import read_npy
@@ -106,9 +106,11 @@ def read_embeddings(
         else format
     )
     if fmt not in FORMATS:
-        raise ValueError(f"format must be 'auto' or one of {', '.join(FORMATS)}, not {format!r}")
+        raise InvalidArgumentError(
+            f"format must be 'auto' or one of {', '.join(FORMATS)}, not {format!r}"
+        )
     if ids is not None and fmt != "npy":
-        raise ValueError(f"ids= is for the npy format only ({path} is read as {fmt})")
+        raise InvalidArgumentError(f"ids= is for the npy format only ({path} is read as {fmt})")
     if fmt == "spark_csv":
         return read_spark_csv(
             path,

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm.auto import tqdm
 
+from embrecall._progress import bar_disabled
 from embrecall.io._text import is_gzip
 
 _MAX_WORKERS = 8
@@ -235,5 +236,5 @@ def progress_bar(path: Path) -> tqdm:
         unit_scale=True,
         desc=f"reading {path.name}",
         leave=False,
-        disable=True if size < _PROGRESS_MIN_BYTES else None,  # None: off when not a TTY
+        disable=bar_disabled(None, small=size < _PROGRESS_MIN_BYTES),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
+from embrecall.errors import InvalidArgumentError
+
 logger = logging.getLogger("embrecall")
 
 IdType = Literal["auto", "int", "str"]
@@ -20,9 +22,9 @@ def snippet(text: str | None) -> str:
 
 def check_on_bad_row(on_bad_row: str) -> None:
     if on_bad_row not in ("raise", "skip"):
-        raise ValueError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
+        raise InvalidArgumentError(f"on_bad_row must be 'raise' or 'skip', not {on_bad_row!r}")
 
 
 def check_id_type(id_type: str) -> None:
     if id_type not in ("auto", "int", "str"):
-        raise ValueError(f"id_type must be 'auto', 'int' or 'str', not {id_type!r}")
+        raise InvalidArgumentError(f"id_type must be 'auto', 'int' or 'str', not {id_type!r}")

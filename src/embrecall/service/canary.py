@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from embrecall.errors import ArtifactError, InvalidArgumentError
-from embrecall.evaluate.oracle import exact_topk
+from embrecall.index.exact import exact_topk
 from embrecall.index.recall import recall_at_k
 from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
 

@@ -59,7 +59,7 @@ class LoadOutcome:
     canary: dict[str, Any] | None = None
 
 
-class VersionRefused(Exception):
+class VersionRefused(EmbrecallError):
     """A version failed a check (or could not be found); the served one is unchanged.
 
     ``reason`` is one of artifact, canary, unknown_version, error.
