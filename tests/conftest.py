@@ -1,4 +1,4 @@
-"""Shared fixtures. Builders and data live in helpers.py (importable from every test folder)."""
+"""Test-wide hooks. Builders and data live in helpers.py (importable from every test folder)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,7 @@ import importlib
 
 import pytest
 
-from helpers import EXTRAS, extras_required, planted_clusters
-
-
-@pytest.fixture(scope="session")
-def clusters():
-    return planted_clusters()
+from helpers import EXTRAS, extras_required
 
 
 def pytest_configure(config):
