@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import signal
@@ -39,6 +40,49 @@ def planted_clusters(
         np.float32
     )  # skewed norms, as trained MF vectors have
     return (vectors * norms).astype(np.float32), labels, centres
+
+
+# The optional libraries `pip install -e ".[test]"` brings (embrecall's extras and the test tools),
+# by import name. CI installs them all and sets EMBRECALL_REQUIRE_EXTRAS=1: there, one that fails
+# to import is a failure, not a skip. Torch is not among them: CI installs it only from a local
+# wheel, so its tests (and the CUDA ones) keep skipping where it is absent.
+EXTRAS = frozenset(
+    {
+        "fastapi",
+        "uvicorn",
+        "httptools",
+        "prometheus_client",
+        "httpx",
+        "redis",
+        "pyspark",
+        "implicit",
+        "matplotlib",
+        "hnswlib",
+        "usearch",
+        "schemathesis",
+        "playwright",
+    }
+)
+
+
+def extras_required() -> bool:
+    return os.environ.get("EMBRECALL_REQUIRE_EXTRAS", "") not in ("", "0")
+
+
+def import_extra(name: str, reason: str | None = None):
+    """``pytest.importorskip`` for an optional library of ours (``EXTRAS``): the module, or a skip
+    where it is not installed; under EMBRECALL_REQUIRE_EXTRAS=1 a failed import fails the test."""
+    if name.split(".")[0] not in EXTRAS:
+        raise ValueError(f"{name} is not one of the extras in helpers.EXTRAS")
+    if not extras_required():
+        return pytest.importorskip(name, reason=reason)
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # an installed library can fail with more than ImportError
+        pytest.fail(
+            f"{name} failed to import, and EMBRECALL_REQUIRE_EXTRAS is set: {exc!r}",
+            pytrace=False,
+        )
 
 
 def shared_file(*parts: str) -> Path:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, import_extra
 
 
 def _bench_module():
@@ -21,7 +21,7 @@ def _bench_module():
 
 
 def test_bench_scale_measures_every_engine_and_writes_table_json_and_plot(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+    import_extra("matplotlib")
     bench = _bench_module()
     out, png = tmp_path / "scale.json", tmp_path / "scale.png"
     argv = ["--sizes", "3000", "--queries", "100", "--latency-queries", "30", "--no-als"]
@@ -40,8 +40,8 @@ def test_bench_scale_measures_every_engine_and_writes_table_json_and_plot(tmp_pa
 
 
 def test_bench_scale_compares_graph_libraries_beside_the_chosen_index(tmp_path):
-    pytest.importorskip("hnswlib")
-    pytest.importorskip("usearch")
+    import_extra("hnswlib")
+    import_extra("usearch")
     bench = _bench_module()
     out = tmp_path / "scale.json"
     argv = ["--sizes", "20000", "--queries", "100", "--latency-queries", "20", "--no-als"]

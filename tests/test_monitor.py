@@ -13,6 +13,7 @@ from embrecall.errors import InvalidArgumentError
 from embrecall.interactions import Interactions
 from embrecall.monitor import LiveRecallMonitor
 from embrecall.recommender import Recommender
+from helpers import import_extra
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +210,7 @@ def test_many_threads_at_once(exact_rec):
 
 
 def test_prometheus_export(exact_rec):
-    prometheus_client = pytest.importorskip("prometheus_client")
+    prometheus_client = import_extra("prometheus_client")
     registry = prometheus_client.CollectorRegistry()
     with LiveRecallMonitor(exact_rec, sample_rate=1.0, k=10) as monitor:
         collector = monitor.register_prometheus(registry)

@@ -14,7 +14,7 @@ import pytest
 
 from embrecall.embeddings import Embeddings
 from embrecall.recommender import Recommender
-from helpers import build_small
+from helpers import build_small, import_extra
 
 REDIS_URL_ENV = "EMBRECALL_TEST_REDIS_URL"
 
@@ -94,7 +94,7 @@ class RedisServer:
 
 def redis_url_or_skip(tmp_path_factory):
     """A Redis URL: $EMBRECALL_TEST_REDIS_URL, else a redis-server started here, else skip."""
-    pytest.importorskip("redis", reason="the redis client is not installed (embrecall[redis])")
+    import_extra("redis", reason="the redis client is not installed (embrecall[redis])")
     if os.environ.get(REDIS_URL_ENV):
         yield os.environ[REDIS_URL_ENV]
         return

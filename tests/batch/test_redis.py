@@ -19,11 +19,11 @@ from embrecall.batch import CachedRecall, SinkError, cached, open_sink, plan_bat
 from embrecall.batch.commands import describe_plan
 from embrecall.embeddings import Embeddings
 from embrecall.recommender import Recommender
-from helpers import assert_same_list
+from helpers import assert_same_list, import_extra
 
 from .support import RedisServer, save_synthetic
 
-redis = pytest.importorskip("redis", reason="the redis client is not installed (embrecall[redis])")
+redis = import_extra("redis", reason="the redis client is not installed (embrecall[redis])")
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -15,9 +15,9 @@ from embrecall.batch.spark import load_als, read_factors, recall_dataframe, run_
 from embrecall.embeddings import Embeddings
 from embrecall.interactions import Interactions
 from embrecall.recommender import Recommender
-from helpers import assert_same_list
+from helpers import assert_same_list, import_extra
 
-pyspark = pytest.importorskip("pyspark", reason="pyspark is not installed (embrecall[spark])")
+pyspark = import_extra("pyspark", reason="pyspark is not installed (embrecall[spark])")
 # pyspark 4.3 warns about pandas 3 on every conversion; its warnings are not ours to fix.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),

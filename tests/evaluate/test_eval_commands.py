@@ -11,6 +11,7 @@ from eval_data import planted_interactions
 
 from embrecall.cli import main
 from embrecall.evaluate.commands import add_commands
+from helpers import import_extra
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def ratings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run_dir(ratings, tmp_path_factory):
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     out = tmp_path_factory.mktemp("run") / "exp"
     assert (
         main(
@@ -101,7 +102,7 @@ def test_eval_prints_recall_and_quality_tables(run_dir, capsys):
 
 
 def test_eval_json_and_plots(run_dir, tmp_path, capsys):
-    pytest.importorskip("matplotlib")
+    import_extra("matplotlib")
     plots = tmp_path / "plots"
     code = main(
         [
@@ -157,7 +158,7 @@ def test_bad_numbers_are_refused_by_argparse(capsys):
 
 
 def test_no_split_trains_on_everything_and_writes_no_test(ratings, tmp_path):
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     out = tmp_path / "all"
     assert (
         main(

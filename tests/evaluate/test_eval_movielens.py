@@ -11,13 +11,14 @@ from embrecall.evaluate.quality import evaluate_quality
 from embrecall.evaluate.split import time_split
 from embrecall.interactions import read_interactions
 from embrecall.recommender import Recommender
+from helpers import import_extra
 
 # Not conftest.shared_file: another conftest.py under tests/ can shadow that module name.
 ML_LATEST_SMALL = Path(__file__).resolve().parents[3] / "shared/data/movielens/ml-latest-small"
 
 
 def test_ml_latest_small_als_beats_popularity_and_ivf_recall_rises_with_nprobe():
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     from embrecall.train import train_als
 
     path = ML_LATEST_SMALL / "ratings.csv"

@@ -15,6 +15,7 @@ from embrecall.evaluate.quality import evaluate_quality
 from embrecall.evaluate.split import time_split
 from embrecall.interactions import Interactions
 from embrecall.recommender import Recommender
+from helpers import import_extra
 
 
 @pytest.fixture
@@ -65,7 +66,7 @@ def test_unknown_users_are_counted_not_scored(tiny):
 
 
 def test_trained_embeddings_beat_popularity_on_planted_tastes():
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     from embrecall.train import train_als
 
     inter, _, _ = planted_interactions(n_users=300, n_items=400, seed=11)
@@ -94,7 +95,7 @@ def test_trained_embeddings_beat_popularity_on_planted_tastes():
 
 
 def test_same_inputs_same_report():
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     from embrecall.train import train_als
 
     inter, _, _ = planted_interactions(n_users=80, n_items=120, seed=2)

@@ -13,6 +13,7 @@ from eval_data import planted_interactions
 from embrecall.errors import InputFormatError, InvalidArgumentError, MissingExtraError
 from embrecall.interactions import Interactions
 from embrecall.train import train_als, write_spark_csv
+from helpers import import_extra
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def interactions():
 
 @pytest.fixture(scope="module")
 def trained(interactions):
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     return train_als(interactions, factors=8, iterations=4, seed=1, progress=False)
 
 
@@ -41,7 +42,7 @@ def test_same_seed_same_embeddings(interactions, trained):
 
 
 def test_repeated_pairs_count_once_when_binary():
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     once = Interactions([1, 1, 2, 2, 3], [7, 8, 7, 9, 8])
     twice = Interactions([1, 1, 1, 2, 2, 3], [7, 8, 7, 7, 9, 8])
     a = train_als(once, factors=2, iterations=3, seed=0, progress=False)
@@ -50,7 +51,7 @@ def test_repeated_pairs_count_once_when_binary():
 
 
 def test_string_ids_and_rating_weighting():
-    pytest.importorskip("implicit")
+    import_extra("implicit")
     inter = Interactions(["u1", "u1", "u2"], ["a", "b", "a"], ratings=[5.0, 1.0, 3.0])
     users, items = train_als(inter, factors=2, iterations=2, weighting="rating", progress=False)
     assert users.id_kind == items.id_kind == "str"
@@ -112,7 +113,7 @@ def test_spark_csv_reads_back_with_read_embeddings(tmp_path, trained):
     reason="starts a JVM (~40 s); set EMBRECALL_TEST_SPARK=1 to run",
 )
 def test_spark_backend_learns_the_planted_tastes_too():
-    pytest.importorskip("pyspark")
+    import_extra("pyspark")
     from embrecall.evaluate.quality import evaluate_quality
     from embrecall.evaluate.split import time_split
     from embrecall.recommender import Recommender

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from helpers import import_extra
 
 from .support import ADMIN_KEY, READ_KEY, USERS
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 READ = f"/v1/users/{USERS[0]}/recommendations?k=2"
 OPEN = ["/healthz", "/readyz", "/metrics"]

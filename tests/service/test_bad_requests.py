@@ -13,11 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import import_extra
+
 from .support import ITEM, USERS
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 USER = USERS[0]
 DIM = 16

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import import_extra
+
 from .support import USERS, corrupt
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+httpx = import_extra("httpx")
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 

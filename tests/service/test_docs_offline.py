@@ -13,10 +13,12 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 
+from helpers import import_extra
+
 from .support import ITEM
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("httpx")
 
 CHROMIUM = os.environ.get("EMBRECALL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
@@ -63,7 +65,7 @@ def test_a_file_the_docs_do_not_ship_is_404_json(client):
 # -- in a real browser ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip(
+    sync_api = import_extra(
         "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
     )
     if not shutil.which(CHROMIUM):

@@ -7,11 +7,13 @@ import re
 import numpy as np
 import pytest
 
+from helpers import import_extra
+
 from .support import ITEM, USERS, build_version
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 USER = USERS[0]
 

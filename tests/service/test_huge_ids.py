@@ -13,10 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import import_extra
+
 from .support import ITEM, USERS
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("httpx")
 
 USER = USERS[0]
 SRC = str(Path(__file__).resolve().parents[2] / "src")

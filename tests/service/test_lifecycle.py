@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import embrecall
+from helpers import import_extra
 
 from .support import (
     ADMIN_KEY,
@@ -19,9 +20,9 @@ from .support import (
     wait_for,
 )
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 ADMIN = {"X-API-Key": ADMIN_KEY}
 K = 5

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import import_extra
+
 from .support import USERS, wait_for
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("httpx")
 
 
 def test_sampled_queries_report_recall_in_info_and_metrics(serve, root):

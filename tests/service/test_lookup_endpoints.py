@@ -14,13 +14,13 @@ import pytest
 
 from embrecall.catalog import Catalog
 from embrecall.recommender import Recommender
-from helpers import small_world
+from helpers import import_extra, small_world
 
 from .support import ITEM, READ_KEY, USERS
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 USER = USERS[0]
 GHOST = 999_999  # in the catalog of the bare version below, but not in its embeddings

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from helpers import import_extra
+
 from .support import READ_KEY, USERS
 
-pytest.importorskip("fastapi")
+import_extra("fastapi")
 
 USER = USERS[0]
 BATCH = ["/v1/users/recommendations", "/v1/users/similar", "/v1/items/similar"]

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import import_extra
+
 from .support import READ_KEY
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 from embrecall.service import Settings  # noqa: E402
 from embrecall.service.page import ASSETS  # noqa: E402

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from helpers import import_extra
+
 from .support import USERS, LiveServer
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+import_extra("fastapi")
+import_extra("uvicorn")
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 GOOD = f"GET /v1/users/{USERS[0]}/recommendations?k=2 HTTP/1.1\r\nHost: t\r\n\r\n".encode()
@@ -159,7 +161,7 @@ def parser_server(request, artifacts):
     from embrecall.service.protocols import JsonErrorsH11Protocol, _httptools_protocol
 
     if request.param == "httptools":
-        pytest.importorskip("httptools")
+        import_extra("httptools")
         protocol = _httptools_protocol()
     else:
         protocol = JsonErrorsH11Protocol

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from embrecall.index import exact_search
-from helpers import ServeProcess, run_embrecall, shared_file
+from helpers import ServeProcess, import_extra, run_embrecall, shared_file
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("uvicorn")
+httpx = import_extra("httpx")
 
 
 @pytest.fixture(scope="module")

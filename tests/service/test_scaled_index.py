@@ -7,11 +7,12 @@ import pytest
 
 import embrecall
 from embrecall.versions import VersionRoot
+from helpers import import_extra
 
 from .support import USERS, build_version
 
-pytest.importorskip("fastapi")
-pytest.importorskip("httpx")
+import_extra("fastapi")
+import_extra("httpx")
 
 
 @pytest.fixture(scope="module")

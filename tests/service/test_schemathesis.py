@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("fastapi")
-schemathesis = pytest.importorskip("schemathesis")
+from helpers import import_extra
+
+import_extra("fastapi")
+schemathesis = import_extra("schemathesis")
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402

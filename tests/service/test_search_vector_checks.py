@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("httpx")
+from helpers import import_extra
+
+import_extra("fastapi")
+import_extra("uvicorn")
+import_extra("httpx")
 
 DIM = 16
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from embrecall.errors import InvalidArgumentError
+from helpers import import_extra
 
-pytest.importorskip("fastapi")
+import_extra("fastapi")
 
 from embrecall.service import Settings, create_app  # noqa: E402
 

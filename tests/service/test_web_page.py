@@ -16,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers import import_extra
+
 from .support import ITEM, READ_KEY, USERS, LiveServer
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-sync_api = pytest.importorskip(
+import_extra("fastapi")
+import_extra("uvicorn")
+sync_api = import_extra(
     "playwright.sync_api", reason="playwright is not installed (pip install playwright)"
 )
 CHROMIUM = os.environ.get("EMBRECALL_CHROMIUM", "/usr/bin/chromium")
