@@ -23,7 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pa_ds
 
-from embrecall.catalog import (
+from embrecall.embeddings import Embeddings, IdKind
+from embrecall.errors import InputFormatError
+from embrecall.tables import (
     CsvLines,
     TableFormat,
     decode_text,
@@ -37,8 +39,6 @@ from embrecall.catalog import (
     read_parquet_table,
     to_id_array,
 )
-from embrecall.embeddings import Embeddings, IdKind
-from embrecall.errors import InputFormatError
 
 __all__ = ["Interactions", "SeenItems", "read_interactions"]
 
