@@ -19,9 +19,9 @@ from pathlib import Path
 
 from embrecall.evaluate.quality import evaluate_quality
 from embrecall.evaluate.split import time_split
+from embrecall.evaluate.train import train_als
 from embrecall.interactions import read_interactions
 from embrecall.recommender import Recommender
-from embrecall.train import train_als
 
 GRID = {
     "factors": (16, 32, 64, 128),

@@ -20,7 +20,7 @@ _HIDE_EXTRAS = (
 def test_evaluation_monitor_and_commands_import_without_extras():
     code = (
         f"{_HIDE_EXTRAS}; import embrecall.evaluate, embrecall.evaluate.commands, "
-        "embrecall.evaluate.plots, embrecall.monitor, embrecall.train; print('ok')"
+        "embrecall.evaluate.plots, embrecall.evaluate.train, embrecall.monitor; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
@@ -31,7 +31,7 @@ def test_missing_extras_name_what_to_install():
         f"{_HIDE_EXTRAS}\n"
         "from embrecall.errors import MissingExtraError\n"
         "from embrecall.interactions import Interactions\n"
-        "from embrecall.train import train_als\n"
+        "from embrecall.evaluate.train import train_als\n"
         "try:\n"
         "    train_als(Interactions([1], [2]))\n"
         "except MissingExtraError as exc:\n"

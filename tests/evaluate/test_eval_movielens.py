@@ -19,7 +19,7 @@ ML_LATEST_SMALL = Path(__file__).resolve().parents[3] / "shared/data/movielens/m
 
 def test_ml_latest_small_als_beats_popularity_and_ivf_recall_rises_with_nprobe():
     import_extra("implicit")
-    from embrecall.train import train_als
+    from embrecall.evaluate.train import train_als
 
     path = ML_LATEST_SMALL / "ratings.csv"
     if not path.exists():

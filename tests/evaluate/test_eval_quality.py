@@ -67,7 +67,7 @@ def test_unknown_users_are_counted_not_scored(tiny):
 
 def test_trained_embeddings_beat_popularity_on_planted_tastes():
     import_extra("implicit")
-    from embrecall.train import train_als
+    from embrecall.evaluate.train import train_als
 
     inter, _, _ = planted_interactions(n_users=300, n_items=400, seed=11)
     split = time_split(inter, holdout=0.2)
@@ -96,7 +96,7 @@ def test_trained_embeddings_beat_popularity_on_planted_tastes():
 
 def test_same_inputs_same_report():
     import_extra("implicit")
-    from embrecall.train import train_als
+    from embrecall.evaluate.train import train_als
 
     inter, _, _ = planted_interactions(n_users=80, n_items=120, seed=2)
     split = time_split(inter, holdout=0.25)

@@ -11,8 +11,8 @@ import pytest
 from eval_data import planted_interactions
 
 from embrecall.errors import InputFormatError, InvalidArgumentError, MissingExtraError
+from embrecall.evaluate.train import train_als, write_spark_csv
 from embrecall.interactions import Interactions
-from embrecall.train import train_als, write_spark_csv
 from helpers import import_extra
 
 

@@ -5,7 +5,7 @@ Two questions, kept apart:
 * how close is each approximate index to exact search
   (:func:`~embrecall.evaluate.index_recall.measure_index_recall`), and
 * how good are the recommendations on held-out interactions, next to a popularity baseline
-  (:func:`~embrecall.evaluate.split.time_split`, :func:`embrecall.train.train_als`,
+  (:func:`~embrecall.evaluate.split.time_split`, :func:`~embrecall.evaluate.train.train_als`,
   :func:`~embrecall.evaluate.quality.evaluate_quality`).
 
 Plots need matplotlib and training needs ``implicit``: ``pip install 'embrecall[eval]'``.

@@ -26,8 +26,8 @@ import pyarrow.parquet as pq
 
 from embrecall.errors import InvalidArgumentError
 from embrecall.evaluate.split import Split, Strategy, time_split
+from embrecall.evaluate.train import train_als, write_spark_csv
 from embrecall.interactions import Interactions
-from embrecall.train import train_als, write_spark_csv
 
 log = logging.getLogger("embrecall")
 
@@ -80,7 +80,7 @@ def run_experiment(
     split, holdout, strategy, min_interactions
         See :func:`embrecall.evaluate.split.time_split`; ``split=False`` trains on everything
         and writes no test part.
-    als : keyword arguments of :func:`embrecall.train.train_als`
+    als : keyword arguments of :func:`~embrecall.evaluate.train.train_als`
     artifact : also build and save ``out/artifact`` (exact indexes unless ``index`` says)
     catalog : Catalog, optional
         Item metadata for the artifact.
