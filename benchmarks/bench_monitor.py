@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from embrecall.embeddings import Embeddings
-from embrecall.monitor import LiveRecallMonitor
 from embrecall.recommender import Recommender
+from embrecall.service.monitor import LiveRecallMonitor
 
 
 def main() -> None:

@@ -11,8 +11,8 @@ import pytest
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InvalidArgumentError
 from embrecall.interactions import Interactions
-from embrecall.monitor import LiveRecallMonitor
 from embrecall.recommender import Recommender
+from embrecall.service.monitor import LiveRecallMonitor
 from helpers import import_extra
 
 

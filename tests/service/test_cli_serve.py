@@ -90,7 +90,7 @@ def test_serve_refuses_what_it_cannot_serve(tmp_path, artifacts):
 def test_importing_the_core_and_the_cli_commands_does_not_import_fastapi():
     out = _run_py(
         "import sys, embrecall, embrecall.cli, embrecall.versions, embrecall.service, "
-        "embrecall.service.commands, embrecall.service.canary\n"
+        "embrecall.service.commands, embrecall.service.canary, embrecall.service.monitor\n"
         "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'pydantic', "
         "'prometheus_client') if m in sys.modules))"
     )

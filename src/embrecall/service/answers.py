@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from embrecall.errors import InvalidArgumentError, require_extra
-from embrecall.monitor import LiveRecallMonitor
+from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.registry import Served
 
 require_extra("orjson", "server")

@@ -18,11 +18,11 @@ from typing import Any
 
 from embrecall import __version__
 from embrecall.errors import InvalidArgumentError, require_extra
-from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.docs import docs_routes
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
 from embrecall.service.metrics import Metrics, MetricsMiddleware
+from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.openapi import install_openapi
 from embrecall.service.page import page_routes
 from embrecall.service.registry import VersionRefused, VersionRegistry

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from embrecall.errors import require_extra
-from embrecall.monitor import LiveRecallMonitor
 from embrecall.service.errors import ApiError
 from embrecall.service.metrics import Metrics
+from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.registry import Served, VersionRegistry
 from embrecall.service.settings import Settings
 
