@@ -20,7 +20,8 @@ _HIDE_EXTRAS = (
 def test_evaluation_monitor_and_commands_import_without_extras():
     code = (
         f"{_HIDE_EXTRAS}; import embrecall.evaluate, embrecall.evaluate.commands, "
-        "embrecall.evaluate.plots, embrecall.evaluate.train, embrecall.service.monitor; print('ok')"
+        "embrecall.evaluate.plots, embrecall.evaluate.train, embrecall.service.monitor, "
+        "embrecall.monitor, embrecall.train; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
