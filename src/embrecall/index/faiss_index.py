@@ -22,6 +22,7 @@ from embrecall.errors import EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
 from embrecall.index.native_output import native_stderr_logged
+from embrecall.neighbors import score_text
 from embrecall.index.structure import (
     FAISS_METRIC,
     SEARCH_PARAMS,
@@ -245,9 +246,7 @@ class VectorIndex:
             "spec": self.spec,
             "kind": self.kind,
             "metric": self.metric,
-            "score": "higher is better"
-            if self.higher_is_better
-            else "squared L2 distance, lower is better",
+            "score": score_text(self.higher_is_better),
             "ntotal": self.ntotal,
             "dim": self.dim,
             "search_params": dict(self.search_params),
