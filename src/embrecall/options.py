@@ -47,11 +47,13 @@ class BuildOptions:
     progress: bool | None = None
 
     @classmethod
-    def of(cls, options: BuildOptions | None = None, **kwargs: Any) -> BuildOptions:
-        """``options`` as given, or one made from keyword arguments (not both)."""
+    def of(cls, options: BuildOptions | None, arguments: Mapping[str, Any]) -> BuildOptions:
+        """``options`` as given, or one made from a build function's keyword ``arguments`` (its
+        ``locals()``: the names of this class's fields are taken, the rest ignored); not both."""
+        defaults = {f.name: f.default for f in fields(cls)}
+        kwargs = {name: arguments[name] for name in defaults if name in arguments}
         if options is None:
             return cls(**kwargs)
-        defaults = {f.name: f.default for f in fields(cls)}
         given = sorted(name for name, value in kwargs.items() if value != defaults[name])
         if given:
             from embrecall.errors import InvalidArgumentError

@@ -165,18 +165,7 @@ class Recommender:
         mips : "auto" | "augment" | "native"
             How ``ip`` indexes search inner product (see :mod:`embrecall.index.mips`).
         """
-        opts = BuildOptions.of(
-            options,
-            metrics=metrics,
-            index=index,
-            search_params=search_params,
-            progress=progress,
-            max_memory=max_memory,
-            max_latency_ms=max_latency_ms,
-            target_recall=target_recall,
-            tune_k=tune_k,
-            mips=mips,
-        )
+        opts = BuildOptions.of(options, locals())
         budget = parse_size(opts.max_memory) if opts.max_memory is not None else None
         kinds = default_query_kinds(opts.metrics, opts.index, opts.search_params)
         if users is None:
@@ -279,9 +268,7 @@ class Recommender:
         return self._by_id("similar_users", user_id, k, exclude, True, params)
 
     # -- queries by raw vector ---------------------------------------------------------------
-    def recommend_by_vector(
-        self, vector, k: int = 10, *, exclude=None, params=None
-    ) -> Neighbors:
+    def recommend_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> Neighbors:
         """Top-``k`` items for a raw user vector (d,) or a batch (m, d)."""
         return self.search("recommend", vector, k, exclude=exclude, params=params)
 
@@ -576,4 +563,3 @@ def _is_listlike(value) -> bool:
 def _known_rows(space: Embeddings, ids: Iterable) -> np.ndarray:
     rows = space.lookup_rows(list(ids))
     return rows[rows >= 0]
-
