@@ -178,7 +178,7 @@ def _read_routes(service: Service) -> APIRouter:
         if body.vectors is not None:
             service.check_batch(len(body.vectors), "vectors")
         _check_exclude(service, body.exclude)
-        query = _search_query(served, body.space, body.query)
+        query = served.rec.vector_query(body.space, body.query)
         vectors = body.vector if body.vector is not None else body.vectors
         data = await service.run(
             answers.by_vector,
@@ -266,26 +266,6 @@ def _check_exclude(service: Service, exclude) -> None:
         return
     lists = exclude if isinstance(exclude[0], list) else [exclude]
     service.check_exclude(max(len(e) for e in lists))
-
-
-def _search_query(served, space: str | None, query: str | None) -> str:
-    """The query kind a raw-vector search uses: given, or the space's default."""
-    kinds = served.rec.query_kinds
-    if query is None:
-        space = space or "items"
-        query = (
-            "similar_users"
-            if space == "users"
-            else ("recommend" if "recommend" in kinds else "similar_items")
-        )
-    target = answers.SPACES[query][1]
-    if space is not None and space != target:
-        raise ApiError(422, "invalid_argument", f"query {query} searches {target}, not {space}")
-    if query not in kinds:
-        raise ApiError(
-            422, "invalid_argument", f"{query} needs user embeddings, and this version has none"
-        )
-    return query
 
 
 # -- operations ------------------------------------------------------------------------------
