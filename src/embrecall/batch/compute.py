@@ -97,13 +97,9 @@ class BlockSearcher:
 
 
 def exclusions(plan: BatchPlan, task: Task, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR ``(indptr (b + 1,), cols)`` of the target rows each query of a block leaves out."""
-    if task.exclude_seen:
-        seen = plan.rec.seen
-        return gather_rows(seen.indptr, seen.item_rows, rows)
-    if task.exclude_self:
-        return np.arange(len(rows) + 1, dtype=np.int64), rows.astype(np.int64)
-    return np.zeros(len(rows) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
+    """CSR ``(indptr (b + 1,), cols)`` of the target rows each query of a block leaves out
+    (the query kind's policy, as the recommender applies it online)."""
+    return plan.rec.exclusions(task.query, rows, exclude_seen=task.exclude_seen)
 
 
 class _ExactEngine:
