@@ -22,7 +22,6 @@ from embrecall.errors import EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
 from embrecall.index.native_output import native_stderr_logged
-from embrecall.neighbors import score_text
 from embrecall.index.structure import (
     FAISS_METRIC,
     SEARCH_PARAMS,
@@ -33,6 +32,7 @@ from embrecall.index.structure import (
     search_parameters,
     widen,
 )
+from embrecall.neighbors import score_text
 
 log = logging.getLogger("embrecall")
 
