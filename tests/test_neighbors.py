@@ -8,25 +8,15 @@ import numpy as np
 import pytest
 
 import embrecall
-from embrecall.catalog import read_catalog
 from embrecall.cli import main
-from embrecall.interactions import read_interactions
 from embrecall.neighbors import Neighbors
-from embrecall.recommender import Recommender
-from helpers import build_small, small_world
+from helpers import build_small
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("neighbors")
-    items, users, catalog_path, ratings_path, _, _ = small_world(tmp)
-    rec = Recommender.build(
-        items,
-        users,
-        catalog=read_catalog(catalog_path),
-        interactions=read_interactions(ratings_path),
-    )
-    return rec, tmp
+    return build_small(tmp), tmp
 
 
 def test_exported_from_the_package():
