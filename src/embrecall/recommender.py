@@ -1,8 +1,10 @@
 """`Recommender`: recommend / similar_items / similar_users over external ids.
 
-It owns the mapping between the users' ids and index rows, the three default query kinds, the
-exclusions (seen items, self, per-query lists) and the catalog join. Search itself is the
-index's job; the on-disk layout is the artifact's.
+It owns the mapping between the users' ids and index rows, the three default query kinds (their
+spaces and exclusion policy are written in :mod:`embrecall.queries`; everything else asks the
+recommender: :meth:`Recommender.space`, :meth:`Recommender.exclusions`), the exclusions (seen
+items, self, per-query lists) and the answers (:class:`~embrecall.neighbors.Neighbors`).
+Search itself is the index's job; the on-disk layout is the artifact's.
 """
 
 from __future__ import annotations
@@ -86,7 +88,9 @@ class Recommender:
     """Recall over user and item embeddings.
 
     Build one with :meth:`build` (in memory) or load an artifact with ``embrecall.load(path)``.
-    Every query answers with ``(ids, scores)``: 1-D arrays for one query id or vector, best first,
+    Every query answers with :class:`~embrecall.neighbors.Neighbors`, which unpacks as
+    ``(ids, scores)`` and names the query kind, the space answered, the metric and the score
+    direction: 1-D arrays for one query id or vector, best first,
     never padded (fewer than ``k`` only when fewer exist); 2-D arrays ``(m, k')`` for a batch,
     where a row with fewer results than the others is padded with id ``-1`` (``None`` for string
     ids) and score ``NaN``. Scores are higher-is-better for ``ip``/``cosine``; for ``l2`` they are
