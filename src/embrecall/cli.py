@@ -131,13 +131,14 @@ def _build(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from embrecall import load
     from embrecall.display import query_output
+    from embrecall.queries import EXCLUSIONS
 
     method, _, _ = QUERY_COMMANDS[args.command]
     rec = load(args.artifact, verify=not args.no_verify)
     kwargs: dict[str, Any] = {"k": args.k}
     if args.exclude:
         kwargs["exclude"] = [x for x in args.exclude.split(",") if x]
-    if method == "recommend":
+    if EXCLUSIONS[method] == "seen":
         kwargs["exclude_seen"] = not args.include_seen
     params = {
         name: value

@@ -21,6 +21,7 @@ from embrecall._progress import bar_disabled
 from embrecall.batch.plan import BatchPlan, Block, Task
 from embrecall.index.exact import prepare
 from embrecall.index.kernel import ExactKernel, gather_rows
+from embrecall.queries import ID_WHAT, query_space
 
 if TYPE_CHECKING:
     from embrecall.batch.sinks.base import Sink
@@ -283,7 +284,7 @@ def _to_ids(space, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unit(task: Task) -> str:
-    return "item" if task.query == "similar_items" else "user"
+    return ID_WHAT[query_space(task.query)].removesuffix(" id")
 
 
 def _py(value):
