@@ -48,6 +48,14 @@ def __getattr__(name: str):
         from embrecall.recommender import Recommender
 
         return Recommender
+    if name == "Neighbors":
+        from embrecall.neighbors import Neighbors
+
+        return Neighbors
+    if name == "BuildOptions":
+        from embrecall.options import BuildOptions
+
+        return BuildOptions
     if name in ("Catalog", "read_catalog"):
         from embrecall import catalog
 

@@ -68,6 +68,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from embrecall.options import BuildOptions
     from embrecall.pipeline import build
 
     specs = {
@@ -104,17 +105,19 @@ def _build(args: argparse.Namespace) -> int:
         out=args.out,
         catalog=args.catalog,
         interactions=args.interactions,
-        metrics=metrics,
-        index=specs,
+        options=BuildOptions(
+            index=specs,
+            metrics=metrics,
+            max_memory=args.max_memory,
+            max_latency_ms=args.max_latency_ms,
+            target_recall=args.target_recall,
+            tune_k=args.tune_k,
+            mips=args.mips,
+            progress=None if not args.quiet else False,
+        ),
         read_options=read_options,
         catalog_options=catalog_options,
         overwrite=args.force,
-        progress=None if not args.quiet else False,
-        max_memory=args.max_memory,
-        max_latency_ms=args.max_latency_ms,
-        target_recall=args.target_recall,
-        tune_k=args.tune_k,
-        mips=args.mips,
     )
     for name, emb in (("items", rec.items), ("users", rec.users)):
         if emb is not None and emb.skipped:
@@ -128,13 +131,14 @@ def _build(args: argparse.Namespace) -> int:
 def _cmd_query(args: argparse.Namespace) -> int:
     from embrecall import load
     from embrecall.display import query_output
+    from embrecall.queries import EXCLUSIONS
 
     method, _, _ = QUERY_COMMANDS[args.command]
     rec = load(args.artifact, verify=not args.no_verify)
     kwargs: dict[str, Any] = {"k": args.k}
     if args.exclude:
         kwargs["exclude"] = [x for x in args.exclude.split(",") if x]
-    if method == "recommend":
+    if EXCLUSIONS[method] == "seen":
         kwargs["exclude_seen"] = not args.include_seen
     params = {
         name: value
@@ -143,19 +147,16 @@ def _cmd_query(args: argparse.Namespace) -> int:
     }
     if params:
         kwargs["params"] = params
-    ids, scores = getattr(rec, method)(args.id, **kwargs)
-    space = "users" if method == "similar_users" else "items"
-    results = rec.results(ids, scores, space=space)
-    query = rec.describe()["queries"][method]
+    answer = getattr(rec, method)(args.id, **kwargs)
     print(
         query_output(
-            results,
+            answer.to_records(),
             as_json=args.json,
-            query=method,
-            id=_parsed_id(rec, args.id, method),
+            query=answer.query,
+            id=rec.query_space(method).coerce_id(args.id),
             k=args.k,
-            metric=query["metric"],
-            score=query["score"],
+            metric=answer.metric,
+            score=answer.score,
         )
     )
     return 0
@@ -264,11 +265,6 @@ def _index_lines(q: dict[str, Any]) -> list[str]:
             f"({params})"
         )
     return lines
-
-
-def _parsed_id(rec, raw: str, method: str):
-    space = rec.items if method == "similar_items" else rec.users
-    return space.coerce_id(raw) if space is not None else raw
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from embrecall.catalog import Catalog, read_catalog
 from embrecall.embeddings import Embeddings
 from embrecall.interactions import Interactions, read_interactions
 from embrecall.io import read_embeddings
+from embrecall.options import BuildOptions
 from embrecall.recommender import Recommender, cosine_spaces, default_query_kinds
 
 log = logging.getLogger("embrecall")
@@ -28,6 +29,7 @@ def build(
     out: PathLike | None = None,
     catalog: PathLike | Catalog | None = None,
     interactions: PathLike | Interactions | None = None,
+    options: BuildOptions | None = None,
     metrics: Mapping[str, str] | None = None,
     index: Mapping[str, str] | str | None = None,
     search_params: Mapping[str, Mapping[str, int]] | None = None,
@@ -54,6 +56,8 @@ def build(
         Item metadata (MovieLens ``movies.dat``/``movies.csv``, generic CSV/parquet).
     interactions : path or Interactions, optional
         Who has seen what (MovieLens ``ratings.csv``/``ratings.dat``, generic CSV/parquet).
+    options : BuildOptions, optional
+        The index options below as one value (then leave them out).
     metrics, index, search_params
         Per query kind overrides; see :meth:`Recommender.build`. ``index`` is ``"auto"`` by
         default: the kind is chosen from the sizes, ``max_memory`` and ``max_latency_ms``.
@@ -70,6 +74,7 @@ def build(
     """
     if out is not None and not overwrite and os.path.lexists(out):
         raise ArtifactExistsError(Path(out))  # before minutes of reading and indexing
+    build_options = BuildOptions.of(options, locals())
     t0 = time.perf_counter()
     opts = dict(read_options or {})
     item_emb = items if isinstance(items, Embeddings) else read_embeddings(items, **opts)
@@ -79,7 +84,7 @@ def build(
         else read_embeddings(users, **opts)
     )
     if opts.get("on_bad_row") == "skip":
-        item_emb, user_emb = _drop_zero_vectors(item_emb, user_emb, metrics)
+        item_emb, user_emb = _drop_zero_vectors(item_emb, user_emb, build_options.metrics)
     cat = catalog
     if catalog is not None and not isinstance(catalog, Catalog):
         cat = read_catalog(catalog, **dict(catalog_options or {}))
@@ -92,15 +97,7 @@ def build(
         user_emb,
         catalog=cat,
         interactions=inter,
-        metrics=metrics,
-        index=index,
-        search_params=search_params,
-        progress=progress,
-        max_memory=max_memory,
-        max_latency_ms=max_latency_ms,
-        target_recall=target_recall,
-        tune_k=tune_k,
-        mips=mips,
+        options=build_options,
     )
     t2 = time.perf_counter()
     if out is not None:

@@ -1,14 +1,16 @@
 """`Recommender`: recommend / similar_items / similar_users over external ids.
 
-It owns the mapping between the users' ids and index rows, the three default query kinds, the
-exclusions (seen items, self, per-query lists) and the catalog join. Search itself is the
-index's job; the on-disk layout is the artifact's.
+It owns the mapping between the users' ids and index rows, the three default query kinds (their
+spaces and exclusion policy are written in :mod:`embrecall.queries`; everything else asks the
+recommender: :meth:`Recommender.space`, :meth:`Recommender.exclusions`), the exclusions (seen
+items, self, per-query lists) and the answers (:class:`~embrecall.neighbors.Neighbors`).
+Search itself is the index's job; the on-disk layout is the artifact's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,41 +21,25 @@ from embrecall.errors import InvalidArgumentError
 from embrecall.index import VectorIndex
 from embrecall.index.choice import AUTO, choose_index
 from embrecall.index.faiss_index import Metric
+from embrecall.index.kernel import gather_rows
 from embrecall.index.memory import parse_size
 from embrecall.index.tuning import tune_to_recall
 from embrecall.interactions import Interactions, SeenItems
+from embrecall.neighbors import Neighbors, join_records
+from embrecall.options import BuildOptions
+from embrecall.queries import ID_WHAT, QUERY_SPACES, QueryKind
 
 IdLike = int | str
 Ids = np.ndarray
 Scores = np.ndarray
 
 
-@dataclass(frozen=True)
-class QueryKind:
-    """What one query kind searches: the space its ids come from and the index it searches."""
-
-    name: str  # "recommend" | "similar_items" | "similar_users"
-    query_space: str  # "users" | "items": where a query id's vector comes from
-    target_space: str  # the space whose ids come back
-    metric: Metric
-    spec: str = "Flat"
-    search_params: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def index_name(self) -> str:
-        """Query kinds with the same space, metric and spec share one index."""
-        return f"{self.target_space}-{self.metric}-{_slug(self.spec)}"
-
+__all__ = ["DEFAULT_METRICS", "Neighbors", "QueryKind", "Recommender", "default_query_kinds"]
 
 DEFAULT_METRICS: dict[str, Metric] = {
     "recommend": "ip",  # how MF / two-tower models score a user against items
     "similar_items": "cosine",
     "similar_users": "cosine",
-}
-_SPACES = {
-    "recommend": ("users", "items"),
-    "similar_items": ("items", "items"),
-    "similar_users": ("users", "users"),
 }
 
 
@@ -72,7 +58,7 @@ def default_query_kinds(
     if isinstance(specs, str) or specs is None:
         specs = dict.fromkeys(DEFAULT_METRICS, specs or AUTO)
     kinds = {}
-    for name, (query_space, target_space) in _SPACES.items():
+    for name, (query_space, target_space) in QUERY_SPACES.items():
         kinds[name] = QueryKind(
             name,
             query_space,
@@ -102,7 +88,9 @@ class Recommender:
     """Recall over user and item embeddings.
 
     Build one with :meth:`build` (in memory) or load an artifact with ``embrecall.load(path)``.
-    Every query answers with ``(ids, scores)``: 1-D arrays for one query id or vector, best first,
+    Every query answers with :class:`~embrecall.neighbors.Neighbors`, which unpacks as
+    ``(ids, scores)`` and names the query kind, the space answered, the metric and the score
+    direction: 1-D arrays for one query id or vector, best first,
     never padded (fewer than ``k`` only when fewer exist); 2-D arrays ``(m, k')`` for a batch,
     where a row with fewer results than the others is padded with id ``-1`` (``None`` for string
     ids) and score ``NaN``. Scores are higher-is-better for ``ip``/``cosine``; for ``l2`` they are
@@ -142,6 +130,7 @@ class Recommender:
         *,
         catalog: Catalog | None = None,
         interactions: Interactions | None = None,
+        options: BuildOptions | None = None,
         metrics: Mapping[str, Metric] | None = None,
         index: Mapping[str, str] | str | None = None,
         search_params: Mapping[str, Mapping[str, int]] | None = None,
@@ -162,6 +151,8 @@ class Recommender:
             Item metadata joined onto results.
         interactions : Interactions, optional
             Who has seen what; ``recommend`` excludes seen items by default.
+        options : BuildOptions, optional
+            All of the following as one value (then leave them out).
         metrics : {"recommend": "ip", "similar_items": "cosine", "similar_users": "cosine"}
             Overrides per query kind.
         index : str or {query kind: faiss factory string}
@@ -178,8 +169,9 @@ class Recommender:
         mips : "auto" | "augment" | "native"
             How ``ip`` indexes search inner product (see :mod:`embrecall.index.mips`).
         """
-        budget = parse_size(max_memory) if max_memory is not None else None
-        kinds = default_query_kinds(metrics, index, search_params)
+        opts = BuildOptions.of(options, locals())
+        budget = parse_size(opts.max_memory) if opts.max_memory is not None else None
+        kinds = default_query_kinds(opts.metrics, opts.index, opts.search_params)
         if users is None:
             kinds = {
                 n: k for n, k in kinds.items() if "users" not in (k.query_space, k.target_space)
@@ -201,7 +193,7 @@ class Recommender:
                     target.dim,
                     kind.metric,
                     max_memory=budget,
-                    max_latency_ms=max_latency_ms,
+                    max_latency_ms=opts.max_latency_ms,
                 )
                 kinds[name] = replace(kind, spec=choice.spec)
                 notes.setdefault(kinds[name].index_name, {"choice": choice.to_dict()})
@@ -213,13 +205,13 @@ class Recommender:
                     kind.metric,
                     kind.spec,
                     search_params=kind.search_params or None,
-                    progress=progress,
-                    mips=mips,
+                    progress=opts.progress,
+                    mips=opts.mips,
                     max_memory=budget,
                     notes=notes.get(kind.index_name),
                 )
-        if target_recall is not None:
-            _tune(indexes, kinds, spaces, target_recall, tune_k, progress)
+        if opts.target_recall is not None:
+            _tune(indexes, kinds, spaces, opts.target_recall, opts.tune_k, opts.progress)
             kinds = {
                 name: replace(kind, search_params=indexes[kind.index_name].search_params)
                 for name, kind in kinds.items()
@@ -247,7 +239,7 @@ class Recommender:
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         exclude_seen: bool = True,
         params: Mapping[str, int] | None = None,
-    ) -> tuple[Ids, Scores]:
+    ) -> Neighbors:
         """Top-``k`` items for a user id (or a batch of them), by the user's vector.
 
         Items the user has seen (when interactions were loaded) are excluded inside the search
@@ -255,13 +247,7 @@ class Recommender:
         does not hold are ignored). For a batch, ``exclude`` is one list for every query or a
         list of lists, one per query.
         """
-        ids, single = _as_batch(user_id)
-        users = self._space("users", "recommend")
-        rows = users.rows_of(ids, what="user id")
-        excluded = self._exclusions(len(rows), exclude, single)
-        if exclude_seen and self.seen is not None:
-            excluded = [np.concatenate([e, self.seen.rows_for(r)]) for e, r in zip(excluded, rows)]
-        return self._run("recommend", users.vectors[rows], k, excluded, params, single)
+        return self._by_id("recommend", user_id, k, exclude, exclude_seen, params)
 
     def similar_items(
         self,
@@ -270,9 +256,9 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
-    ) -> tuple[Ids, Scores]:
+    ) -> Neighbors:
         """Items most like an item id (the item itself excluded)."""
-        return self._similar("similar_items", self.items, item_id, k, exclude, params)
+        return self._by_id("similar_items", item_id, k, exclude, True, params)
 
     def similar_users(
         self,
@@ -281,28 +267,24 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
-    ) -> tuple[Ids, Scores]:
+    ) -> Neighbors:
         """Users most like a user id (the user itself excluded)."""
-        return self._similar(
-            "similar_users", self._space("users", "similar_users"), user_id, k, exclude, params
-        )
+        return self._by_id("similar_users", user_id, k, exclude, True, params)
 
     # -- queries by raw vector ---------------------------------------------------------------
-    def recommend_by_vector(
-        self, vector, k: int = 10, *, exclude=None, params=None
-    ) -> tuple[Ids, Scores]:
+    def recommend_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> Neighbors:
         """Top-``k`` items for a raw user vector (d,) or a batch (m, d)."""
         return self.search("recommend", vector, k, exclude=exclude, params=params)
 
     def similar_items_by_vector(
         self, vector, k: int = 10, *, exclude=None, params=None
-    ) -> tuple[Ids, Scores]:
+    ) -> Neighbors:
         """Items closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
         return self.search("similar_items", vector, k, exclude=exclude, params=params)
 
     def similar_users_by_vector(
         self, vector, k: int = 10, *, exclude=None, params=None
-    ) -> tuple[Ids, Scores]:
+    ) -> Neighbors:
         """Users closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
         return self.search("similar_users", vector, k, exclude=exclude, params=params)
 
@@ -314,28 +296,71 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
-    ) -> tuple[Ids, Scores]:
-        """Search one query kind's index with raw vectors: (d,) -> 1-D results, (m, d) -> 2-D."""
+    ) -> Neighbors:
+        """Search one query kind's index with raw vectors: (d,) -> 1-D results, (m, d) -> 2-D.
+
+        Only ``exclude`` is left out: a raw vector has no seen items and no self.
+        """
         kind = self._kind(query_kind)
         index = self.indexes[kind.index_name]
         queries, single = check_query_vectors(vector, index.dim, nonzero=kind.metric == "cosine")
-        excluded = self._exclusions(len(queries), exclude, single, space=kind.target_space)
-        return self._run(query_kind, queries, k, excluded, params, single)
+        excluded = self._listed(kind, len(queries), exclude, single)
+        return self._run(kind, queries, k, excluded, params, single)
 
     # -- results with metadata ---------------------------------------------------------------
     def results(self, ids: Ids, scores: Scores, *, space: str = "items") -> list[dict[str, Any]]:
-        """One query's results as ``[{"id", "score", <catalog fields>}]``, best first."""
-        id_list = [_py(i) for i in ids]
-        meta = (
-            self.catalog.records(id_list)
-            if (self.catalog is not None and space == "items")
-            else [{} for _ in id_list]
-        )
-        return [{"id": i, "score": float(s), **m} for i, s, m in zip(id_list, scores, meta)]
+        """One query's results as ``[{"id", "score", <catalog fields>}]``, best first.
+
+        The same as ``Neighbors.records``; kept for ``rec.results(*rec.recommend(...))``.
+        """
+        return join_records(ids, scores, self.catalog if space == "items" else None)
+
+    def find_items(self, text: str, limit: int) -> tuple[list, bool]:
+        """Item ids whose title contains ``text`` (any case), in catalog order, at most
+        ``limit``, and whether more match.
+
+        Only items this recommender can query (they have embeddings) are listed, so each one
+        can be asked for similar items.
+        """
+        if self.catalog is None:
+            raise InvalidArgumentError("this version has no catalog to search")
+        matches = self.catalog.find(text)
+        found: list = []
+        step = 4 * (limit + 1)  # a chunk at a time: a short query can match most of the catalog
+        for start in range(0, len(matches), step):
+            chunk = matches[start : start + step]
+            held = chunk[self.items.lookup_rows(chunk) >= 0]
+            found.extend(held[: limit + 1 - len(found)].tolist())
+            if len(found) > limit:
+                break
+        return found[:limit], len(found) > limit
+
+    def vector_query(self, space: str | None = None, query: str | None = None) -> str:
+        """The query kind a raw-vector search uses: ``query`` as given, or ``space``'s default
+        (``users``: similar_users; ``items``: recommend where users were loaded, else
+        similar_items). Refuses a query kind that does not answer ``space``."""
+        if query is None:
+            space = space or "items"
+            query = (
+                "similar_users"
+                if space == "users"
+                else ("recommend" if "recommend" in self.query_kinds else "similar_items")
+            )
+        if query not in QUERY_SPACES and query not in self.query_kinds:
+            raise InvalidArgumentError(
+                f"unknown query kind {query!r}; known: {', '.join(self.query_kinds)}"
+            )
+        kind = self.query_kinds.get(query)
+        target = kind.target_space if kind is not None else QUERY_SPACES[query][1]
+        if space is not None and space != target:
+            raise InvalidArgumentError(f"query {query} searches {target}, not {space}")
+        if kind is None:
+            raise InvalidArgumentError(f"{query} needs user embeddings, and this version has none")
+        return query
 
     def seen_items(self, user_id: IdLike) -> Ids:
         """Item ids the user has interacted with (empty without interactions)."""
-        users = self._space("users", "seen_items")
+        users = self.space("users", "seen_items")
         if self.seen is None:
             return self.items.ids[:0]
         return self.items.ids[self.seen.rows_for(users.row_of(user_id, what="user id"))]
@@ -367,39 +392,112 @@ class Recommender:
             else {"users": int(self.seen.n_users), "interactions": int(self.seen.nnz)},
         }
 
-    # -- internals ---------------------------------------------------------------------------
-    def _similar(self, name, space: Embeddings, query_id, k, exclude, params) -> tuple[Ids, Scores]:
-        ids, single = _as_batch(query_id)
-        what = "item id" if space is self.items else "user id"
-        rows = space.rows_of(ids, what=what)
-        kind = self._kind(name)
-        excluded = self._exclusions(len(rows), exclude, single, space=kind.target_space)
-        excluded = [
-            np.append(e, r) for e, r in zip(excluded, rows)
-        ]  # never return the query itself
-        return self._run(name, space.vectors[rows], k, excluded, params, single)
+    # -- the one owner of spaces and exclusions ----------------------------------------------
+    def space(self, name: str, query: str | None = None) -> Embeddings:
+        """The embeddings of a space, ``"items"`` or ``"users"``; refused when not loaded."""
+        space = self.items if name == "items" else self.users
+        if space is None:
+            raise InvalidArgumentError(
+                f"{query or name} needs user embeddings, and none were loaded"
+            )
+        return space
 
-    def _run(self, name, queries, k, excluded, params, single) -> tuple[Ids, Scores]:
-        k = _check_k(k)
+    def query_space(self, kind: str | QueryKind) -> Embeddings:
+        """The space a query kind's query ids (and their vectors) come from."""
+        kind = self._kind(kind) if isinstance(kind, str) else kind
+        return self.space(kind.query_space, kind.name)
+
+    def target_space(self, kind: str | QueryKind) -> Embeddings:
+        """The space a query kind answers with."""
+        kind = self._kind(kind) if isinstance(kind, str) else kind
+        return self.space(kind.target_space, kind.name)
+
+    def excludes_seen(self, kind: str | QueryKind, exclude_seen: bool = True) -> bool:
+        """Whether queries by id of ``kind`` leave out seen items here (interactions loaded)."""
+        kind = self._kind(kind) if isinstance(kind, str) else kind
+        return kind.excludes_seen and exclude_seen and self.seen is not None
+
+    def exclusions(
+        self,
+        kind: str | QueryKind,
+        query_rows: Sequence[int] | np.ndarray,
+        *,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """What queries by id leave out, by the query kind's policy, as CSR target rows.
+
+        ``recommend``: the user's seen items (unless ``exclude_seen=False``, or without
+        interactions); ``similar_items`` / ``similar_users``: the query itself.
+
+        Parameters
+        ----------
+        kind : query kind name or QueryKind
+        query_rows : (m,) rows of the query space
+
+        Returns
+        -------
+        indptr : (m + 1,) int64
+        cols : (indptr[-1],) int64 rows of the target space
+        """
+        kind = self._kind(kind) if isinstance(kind, str) else kind
+        rows = np.asarray(query_rows, dtype=np.int64)
+        if self.excludes_seen(kind, exclude_seen):
+            return gather_rows(self.seen.indptr, self.seen.item_rows, rows)
+        if kind.excludes_self:
+            return np.arange(len(rows) + 1, dtype=np.int64), rows
+        return np.zeros(len(rows) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
+
+    def exclusion_lists(
+        self, kind: str | QueryKind, query_rows: Sequence[int] | np.ndarray, **options: Any
+    ) -> list[np.ndarray]:
+        """:meth:`exclusions` as one array of target rows per query."""
+        indptr, cols = self.exclusions(kind, query_rows, **options)
+        return [cols[indptr[i] : indptr[i + 1]] for i in range(len(indptr) - 1)]
+
+    # -- internals ---------------------------------------------------------------------------
+    def _by_id(self, name, query_id, k, exclude, exclude_seen, params) -> Neighbors:
+        ids, single = _as_batch(query_id)
         kind = self._kind(name)
+        space = self.space(kind.query_space, name)
+        rows = space.rows_of(ids, what=ID_WHAT[kind.query_space])
+        excluded = self._listed(kind, len(rows), exclude, single)
+        if self.excludes_seen(kind, exclude_seen):
+            seen = self.seen
+            excluded = [np.concatenate([e, seen.rows_for(r)]) for e, r in zip(excluded, rows)]
+        elif kind.excludes_self:  # never return the query itself
+            excluded = [np.append(e, r) for e, r in zip(excluded, rows)]
+        return self._run(kind, space.vectors[rows], k, excluded, params, single)
+
+    def _run(self, kind: QueryKind, queries, k, excluded, params, single) -> Neighbors:
+        k = _check_k(k)
         index = self.indexes[kind.index_name]
         scores, rows = index.search(queries, k, exclude=excluded, params=params)
-        target = self._space(kind.target_space, name)
+        target = self.space(kind.target_space, kind.name)
         if single:
             valid = rows[0] >= 0
-            return target.ids[rows[0][valid]], scores[0][valid]
-        ids = np.empty(rows.shape, dtype=target.ids.dtype)
-        valid = rows >= 0
-        ids[valid] = target.ids[rows[valid]]
-        ids[~valid] = -1 if target.id_kind == "int" else None
-        return ids, scores
+            ids, scores = target.ids[rows[0][valid]], scores[0][valid]
+        else:
+            ids = np.empty(rows.shape, dtype=target.ids.dtype)
+            valid = rows >= 0
+            ids[valid] = target.ids[rows[valid]]
+            ids[~valid] = -1 if target.id_kind == "int" else None
+        return Neighbors(
+            ids,
+            scores,
+            query=kind.name,
+            space=kind.target_space,
+            metric=kind.metric,
+            higher_is_better=index.higher_is_better,
+            catalog=self.catalog,
+        )
 
-    def _exclusions(self, m: int, exclude, single: bool, space: str = "items") -> list[np.ndarray]:
-        """Per-query arrays of excluded rows; unknown ids are ignored (nothing to leave out)."""
+    def _listed(self, kind: QueryKind, m: int, exclude, single: bool) -> list[np.ndarray]:
+        """Per-query arrays of the rows ``exclude`` names; unknown ids are ignored (nothing to
+        leave out)."""
         empty = np.empty(0, dtype=np.int64)
         if exclude is None:
             return [empty] * m
-        target = self._space(space, "exclude")
+        target = self.space(kind.target_space, "exclude")
         if isinstance(exclude, (str, bytes)):
             raise InvalidArgumentError("exclude must be a list of ids, not a single string")
         lists = list(exclude)
@@ -410,12 +508,6 @@ class Recommender:
             return [_known_rows(target, e) for e in lists]
         rows = _known_rows(target, lists)
         return [rows] * m
-
-    def _space(self, name: str, query: str) -> Embeddings:
-        space = self.items if name == "items" else self.users
-        if space is None:
-            raise InvalidArgumentError(f"{query} needs user embeddings, and none were loaded")
-        return space
 
     def _kind(self, name: str) -> QueryKind:
         try:
@@ -435,9 +527,8 @@ def _tune(indexes, kinds, spaces, target_recall, k, progress) -> None:
     for name, index in indexes.items():
         # kinds sharing an index share its metric and target space: the first one's queries
         kind = next(kind for kind in kinds.values() if kind.index_name == name)
-        same_space = kind.query_space == kind.target_space
         queries = spaces[kind.query_space].vectors
-        self_rows = np.arange(len(queries)) if same_space else None
+        self_rows = np.arange(len(queries)) if kind.excludes_self else None
         tuning = tune_to_recall(
             index,
             spaces[kind.target_space].vectors,
@@ -476,11 +567,3 @@ def _is_listlike(value) -> bool:
 def _known_rows(space: Embeddings, ids: Iterable) -> np.ndarray:
     rows = space.lookup_rows(list(ids))
     return rows[rows >= 0]
-
-
-def _py(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _slug(spec: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in spec)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from embrecall.errors import InvalidArgumentError
+from embrecall.queries import query_space, target_space
 
 _QUERIES = {
     "recommend": "recommend",
@@ -162,7 +163,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
 def describe_plan(plan, sink) -> str:
     """Two lines: what will be computed, and how much the sink will hold."""
-    parts = [f"{t.query} for {len(t.rows):,} {_noun(t.query)}" for t in plan.tasks]
+    parts = [f"{t.query} for {len(t.rows):,} {query_space(t.query)}" for t in plan.tasks]
     total = sum(
         sink.estimate_bytes(len(t.rows), plan.value_bytes(t), _key_bytes(plan, t))
         for t in plan.tasks
@@ -178,10 +179,6 @@ def _key_bytes(plan, task) -> int:
     ids = plan.query_space(task).ids
     sample = ids[:: max(1, len(ids) // 1000)]
     return int(sum(len(str(i)) for i in sample) / max(1, len(sample)))
-
-
-def _noun(query: str) -> str:
-    return "items" if query == "similar_items" else "users"
 
 
 def _size(n: float) -> str:
@@ -214,8 +211,7 @@ def run_cached_command(args: argparse.Namespace) -> int:
     try:
         ids, scores = recall.lookup(query, [args.id], args.k)[0]
         described = recall.describe(query)
-        space = "users" if query == "similar_users" else "items"
-        results = recall.results(ids, scores, space=space)
+        results = recall.results(ids, scores, space=target_space(query))
         parsed = coerce_id(args.id, described["id_kind"])
     finally:
         recall.close()

@@ -21,6 +21,7 @@ from embrecall._progress import bar_disabled
 from embrecall.batch.plan import BatchPlan, Block, Task
 from embrecall.index.exact import prepare
 from embrecall.index.kernel import ExactKernel, gather_rows
+from embrecall.queries import ID_WHAT, query_space
 
 if TYPE_CHECKING:
     from embrecall.batch.sinks.base import Sink
@@ -97,13 +98,9 @@ class BlockSearcher:
 
 
 def exclusions(plan: BatchPlan, task: Task, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR ``(indptr (b + 1,), cols)`` of the target rows each query of a block leaves out."""
-    if task.exclude_seen:
-        seen = plan.rec.seen
-        return gather_rows(seen.indptr, seen.item_rows, rows)
-    if task.exclude_self:
-        return np.arange(len(rows) + 1, dtype=np.int64), rows.astype(np.int64)
-    return np.zeros(len(rows) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
+    """CSR ``(indptr (b + 1,), cols)`` of the target rows each query of a block leaves out
+    (the query kind's policy, as the recommender applies it online)."""
+    return plan.rec.exclusions(task.query, rows, exclude_seen=task.exclude_seen)
 
 
 class _ExactEngine:
@@ -287,7 +284,7 @@ def _to_ids(space, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unit(task: Task) -> str:
-    return "item" if task.query == "similar_items" else "user"
+    return ID_WHAT[query_space(task.query)].removesuffix(" id")
 
 
 def _py(value):

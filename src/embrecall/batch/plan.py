@@ -105,10 +105,10 @@ class BatchPlan:
                 yield Block(task, number, task.rows[start : start + self.block_size])
 
     def query_space(self, task: Task) -> Embeddings:
-        return self.rec.items if task.query == "similar_items" else self.rec.users
+        return self.rec.query_space(task.query)
 
     def target_space(self, task: Task) -> Embeddings:
-        return self.rec.users if task.query == "similar_users" else self.rec.items
+        return self.rec.target_space(task.query)
 
     def value_bytes(self, task: Task) -> int:
         """Bytes of one stored result list of ``task`` (full k; estimated for string ids)."""
@@ -209,13 +209,15 @@ def plan_batch(
             user_rows, unknown = _user_rows(rec.users, user_ids, on_unknown)
     tasks = []
     for q in queries:
-        rows = np.arange(len(rec.items), dtype=np.int64) if q == "similar_items" else user_rows
+        kind = rec.query_kinds[q]
+        everyone = np.arange(len(rec.items), dtype=np.int64)
+        rows = user_rows if kind.query_space == "users" else everyone
         tasks.append(
             Task(
                 q,
                 rows,
-                exclude_seen=bool(q == "recommend" and exclude_seen and rec.seen is not None),
-                exclude_self=q != "recommend",
+                exclude_seen=rec.excludes_seen(kind, exclude_seen),
+                exclude_self=kind.excludes_self,
             )
         )
     plan = BatchPlan(rec, int(k), tasks, block_size, search, resolved, dict(params or {}), unknown)

@@ -20,9 +20,9 @@ from embrecall.batch.sinks import Sink, SinkError, open_sink
 from embrecall.catalog import Catalog
 from embrecall.embeddings import coerce_id
 from embrecall.errors import InvalidArgumentError, UnknownIdError
+from embrecall.queries import ID_WHAT, query_space
 
 _FOLLOW_TRIES = 3
-_QUERY_SPACES = {"recommend": "users", "similar_items": "items", "similar_users": "users"}
 
 
 class CachedRecall:
@@ -100,7 +100,7 @@ class CachedRecall:
                 raise InvalidArgumentError(
                     f"the batch run stored {stored_k} results per id; {k} were asked for"
                 )
-            kind = meta["id_kinds"][_QUERY_SPACES[query]]
+            kind = meta["id_kinds"][query_space(query)]
             wanted = [coerce_id(i, kind) for i in ids]
             values = self._reader.get_many(described["key"], wanted, version)
             missing = [i for i, v in zip(wanted, values) if v is None]
@@ -108,7 +108,7 @@ class CachedRecall:
                 break  # a miss in the version still current is a real miss
         self.version = version
         if missing:
-            what = "item id" if query == "similar_items" else "user id"
+            what = ID_WHAT[query_space(query)]
             shown = ", ".join(repr(m) for m in missing[:5])
             raise UnknownIdError(
                 f"no cached {query} results for {what} {shown} in version {version} of "
@@ -128,7 +128,7 @@ class CachedRecall:
         return {
             "version": version,
             "k": meta["k"],
-            "id_kind": meta["id_kinds"][_QUERY_SPACES[query]],
+            "id_kind": meta["id_kinds"][query_space(query)],
             **self._query_meta(meta, query),
         }
 

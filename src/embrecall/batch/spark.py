@@ -33,12 +33,13 @@ from embrecall.errors import InputFormatError, InvalidArgumentError, require_ext
 from embrecall.index.exact import prepare
 from embrecall.index.kernel import DEFAULT_BASE_CHUNK, csr_from_lists, exact_knn
 from embrecall.interactions import ITEM_COLUMNS, USER_COLUMNS
+from embrecall.neighbors import score_text
+
+_METRICS = ("ip", "cosine", "l2")
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-_SCORES = {"ip": "higher is better", "cosine": "higher is better"}
-_SCORES["l2"] = "squared L2 distance, lower is better"
 # The base built on this worker, by run token: a worker serves many batches and tasks. Only the
 # latest is kept, so that a long-lived worker does not hoard the items of finished runs.
 _BASES: dict[str, _Base] = {}
@@ -148,7 +149,7 @@ def run_spark_batch(
                 "key": "u2i",
                 "count": None,
                 "metric": metric,
-                "score": _SCORES.get(metric, ""),
+                "score": score_text(metric != "l2") if metric in _METRICS else "",
                 "exclude_seen": seen is not None,
                 "exclude_self": False,
             }
@@ -215,7 +216,7 @@ def _recall(
     functions = require_extra("pyspark.sql.functions", "spark")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
-    if metric not in _SCORES:
+    if metric not in _METRICS:
         raise InvalidArgumentError(f"metric must be ip, cosine or l2, not {metric!r}")
     spark = users.sparkSession
     item_emb = _collect_items(items, id_column, features_column)

@@ -160,8 +160,7 @@ def _show_similar_items(rec: Recommender, item, k: int, emit) -> None:
 
 def _show_similar_users(rec: Recommender, user, k: int, favourites, emit) -> None:
     emit(f"\n== Users most like user {user} (cosine):")
-    ids, scores = rec.similar_users(user, k=k)
-    results = rec.results(ids, scores, space="users")
+    results = rec.similar_users(user, k=k).records
     if favourites:
         for r in results:
             r["planted favourite"] = favourites[int(r["id"])]

@@ -148,21 +148,10 @@ def _sample(
     rng: np.random.Generator,
     progress: bool | None,
 ) -> _Sample:
-    space = rec.items if kind.query_space == "items" else rec.users
-    target = rec.items if kind.target_space == "items" else rec.users
+    space = rec.query_space(kind)
+    target = rec.target_space(kind)
     rows = np.sort(rng.choice(len(space), size=min(n, len(space)), replace=False))
-    if kind.name == "recommend":
-        seen = rec.seen
-        exclude = [
-            np.asarray(seen.rows_for(int(r)), dtype=np.int64)
-            if seen is not None
-            else np.empty(0, dtype=np.int64)
-            for r in rows
-        ]
-    elif kind.query_space == kind.target_space:
-        exclude = [np.array([r], dtype=np.int64) for r in rows]  # similar_*: never itself
-    else:
-        exclude = [np.empty(0, dtype=np.int64) for _ in rows]
+    exclude = rec.exclusion_lists(kind, rows)  # seen items for recommend, self for similar_*
     vectors = space.vectors[rows]
     exact_scores, exact_rows = _exact(
         target.vectors,
@@ -243,7 +232,7 @@ def _point(
     latencies: np.ndarray,
 ) -> RecallPoint:
     kind = sample.kind
-    target = rec.items if kind.target_space == "items" else rec.users
+    target = rec.target_space(kind)
     kk = found.shape[1]
     scores = true_scores(target.vectors, sample.vectors, found, kind.metric)
     recall = recall_against_exact(

@@ -32,6 +32,7 @@ from embrecall.index.structure import (
     search_parameters,
     widen,
 )
+from embrecall.neighbors import score_text
 
 log = logging.getLogger("embrecall")
 
@@ -245,9 +246,7 @@ class VectorIndex:
             "spec": self.spec,
             "kind": self.kind,
             "metric": self.metric,
-            "score": "higher is better"
-            if self.higher_is_better
-            else "squared L2 distance, lower is better",
+            "score": score_text(self.higher_is_better),
             "ntotal": self.ntotal,
             "dim": self.dim,
             "search_params": dict(self.search_params),

@@ -1,9 +1,10 @@
 """Answers as JSON bytes: call the served version's Recommender and shape its results.
 
 These run in the search worker threads. They hold no search logic (the Recommender does the
-searching and the exclusions) and no HTTP (the routes validate and respond); they only put the
-library's results into the API's JSON shape, the same ``results: [{"id", "score", ...}]`` as the
-CLI's ``--json``, plus the version that answered.
+searching, the exclusions and the title search, and its :class:`~embrecall.neighbors.Neighbors`
+say what they answer) and no HTTP (the routes validate and respond); they only put the library's
+results into the API's JSON shape, the same ``results: [{"id", "score", ...}]`` as the CLI's
+``--json``, plus the version that answered.
 """
 
 from __future__ import annotations
@@ -14,20 +15,14 @@ from typing import Any
 import numpy as np
 
 from embrecall.errors import InvalidArgumentError, require_extra
+from embrecall.neighbors import Neighbors
+from embrecall.queries import ID_WHAT
 from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.registry import Served
 
 require_extra("orjson", "server")
 
 import orjson  # noqa: E402
-
-# query kind -> (space its query ids come from, space its results come from)
-SPACES = {
-    "recommend": ("users", "items"),
-    "similar_items": ("items", "items"),
-    "similar_users": ("users", "users"),
-}
-_WHAT = {"users": "user id", "items": "item id"}
 
 
 def by_id(
@@ -47,13 +42,13 @@ def by_id(
     With a ``monitor``, a sample of these queries is re-answered exactly in the background.
     """
     rec = served.rec
-    source, target = SPACES[query]
-    qid = _space(served, source, query).coerce_id(raw_id, what=_WHAT[source])
-    ids, scores = getattr(rec, query)(qid, k, **_options(query, exclude, exclude_seen, params))
+    kind = _kind(served, query)
+    qid = rec.query_space(kind).coerce_id(raw_id, what=ID_WHAT[kind.query_space])
+    answer = getattr(rec, query)(qid, k, **_options(kind, exclude, exclude_seen, params))
     if monitor is not None:
         monitor.observe(
             query,
-            ids,
+            answer.ids,
             query_id=qid,
             k=k,
             exclude=exclude,
@@ -67,7 +62,7 @@ def by_id(
             "id": qid,
             "k": k,
             **served.queries[query],
-            **_results(rec.results(ids, scores, space=target)),
+            **_results(answer),
         }
     )
 
@@ -84,21 +79,19 @@ def by_ids(
 ) -> bytes:
     """A batch of query ids: ``{..., "batch": [{"id", "results"}, ...]}`` in request order."""
     rec = served.rec
-    source, target = SPACES[query]
-    space = _space(served, source, query)
+    kind = _kind(served, query)
+    space = rec.query_space(kind)
     # every unknown id named at once (those beyond int64 too), as the search would
-    space.rows_of(raw_ids, what=_WHAT[source])
+    space.rows_of(raw_ids, what=ID_WHAT[kind.query_space])
     qids = [space.coerce_id(i) for i in raw_ids]
-    ids, scores = getattr(rec, query)(qids, k, **_options(query, exclude, exclude_seen, params))
+    answer = getattr(rec, query)(qids, k, **_options(kind, exclude, exclude_seen, params))
     return orjson.dumps(
         {
             "version": served.version,
             "query": query,
             "k": k,
             **served.queries[query],
-            "batch": [
-                {"id": q, **_results(r)} for q, r in zip(qids, _rows(rec, ids, scores, target))
-            ],
+            "batch": [{"id": q, **_results(r)} for q, r in zip(qids, answer.rows())],
         }
     )
 
@@ -115,24 +108,23 @@ def by_vector(
 ) -> bytes:
     """Raw vectors: one (d,) vector gives ``results``, a (m, d) batch gives ``batch``."""
     rec = served.rec
-    _, target = SPACES[query]
     # a value beyond float32 becomes inf and is refused as such; numpy's overflow warning on
     # that cast would only fill the server log (np.errstate is per thread)
     with np.errstate(over="ignore"):
-        ids, scores = rec.search(query, vectors, k, **_options("search", exclude, True, params))
+        found = rec.search(query, vectors, k, **_options(None, exclude, True, params))
     answer: dict[str, Any] = {
         "version": served.version,
         "query": query,
-        "space": target,
+        "space": found.space,
         "k": k,
         **served.queries[query],
     }
-    if ids.ndim == 1:
-        answer.update(_results(rec.results(ids, scores, space=target)))
+    if not found.is_batch:
+        answer.update(_results(found))
         if monitor is not None:
-            monitor.observe(query, ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
+            monitor.observe(query, found.ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
-        answer["batch"] = [_results(r) for r in _rows(rec, ids, scores, target)]
+        answer["batch"] = [_results(r) for r in found.rows()]
     return orjson.dumps(answer)
 
 
@@ -143,7 +135,9 @@ def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
     ``interactions_loaded`` (without interactions every history is empty, which is not the same
     as a user who has seen nothing).
     """
-    users = _space(served, "users", "seen items")
+    users = served.rec.users
+    if users is None:
+        raise InvalidArgumentError(_NO_USERS.format("seen items"))
     uid = users.coerce_id(raw_id, what="user id")
     users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
     items = served.rec.seen_items(uid).tolist()
@@ -172,34 +166,26 @@ def find_items(served: Served, text: str, limit: int) -> bytes:
     Only items this version can query (they have embeddings) are listed, so each result can be
     asked for similar items.
     """
-    catalog = served.rec.catalog
-    if catalog is None:
-        raise InvalidArgumentError("this version has no catalog to search")
-    matches = catalog.find(text)
-    found: list = []
-    step = 4 * (limit + 1)  # a chunk at a time: a short query can match most of the catalog
-    for start in range(0, len(matches), step):
-        chunk = matches[start : start + step]
-        held = chunk[served.rec.items.lookup_rows(chunk) >= 0]
-        found.extend(held[: limit + 1 - len(found)].tolist())
-        if len(found) > limit:
-            break
+    found, has_more = served.rec.find_items(text, limit)
     return orjson.dumps(
         {
             "version": served.version,
             "q": text,
             "limit": limit,
-            "results": _records(served, found[:limit]),
-            "has_more": len(found) > limit,
+            "results": _records(served, found),
+            "has_more": has_more,
         }
     )
 
 
-def _space(served: Served, name: str, query: str):
-    space = served.rec.items if name == "items" else served.rec.users
-    if space is None:
-        raise InvalidArgumentError(f"{query} needs user embeddings, and this version has none")
-    return space
+_NO_USERS = "{} needs user embeddings, and this version has none"
+
+
+def _kind(served: Served, query: str):
+    kind = served.rec.query_kinds.get(query)
+    if kind is None:
+        raise InvalidArgumentError(_NO_USERS.format(query))
+    return kind
 
 
 def _records(served: Served, ids: list) -> list[dict[str, Any]]:
@@ -209,27 +195,20 @@ def _records(served: Served, ids: list) -> list[dict[str, Any]]:
     return [{"id": i, **m} for i, m in zip(ids, metadata)]
 
 
-def _results(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """``results`` and how many there are: fewer than k when fewer items exist to answer
-    (``k`` stays the k asked, as in the CLI's ``--json``)."""
+def _results(answer: Neighbors) -> dict[str, Any]:
+    """``results`` of one query and how many there are: fewer than k when fewer items exist to
+    answer (``k`` stays the k asked, as in the CLI's ``--json``)."""
+    results = answer.to_records()
     return {"returned": len(results), "results": results}
 
 
-def _options(query: str, exclude, exclude_seen: bool, params) -> dict[str, Any]:
+def _options(kind, exclude, exclude_seen: bool, params) -> dict[str, Any]:
+    """Keyword arguments of a query method; ``kind`` is None for a raw-vector search."""
     options: dict[str, Any] = {}
     if exclude:
         options["exclude"] = exclude
     if params:
         options["params"] = params
-    if query == "recommend":
+    if kind is not None and kind.excludes_seen:
         options["exclude_seen"] = exclude_seen
     return options
-
-
-def _rows(rec, ids: np.ndarray, scores: np.ndarray, space: str) -> list[list[dict[str, Any]]]:
-    """Per-query result lists of a 2-D answer, without the batch's padding (score NaN)."""
-    out = []
-    for row_ids, row_scores in zip(ids, scores):
-        valid = ~np.isnan(row_scores)
-        out.append(rec.results(row_ids[valid], row_scores[valid], space=space))
-    return out

@@ -121,25 +121,20 @@ def check_canary(rec: Recommender, **options: Any) -> CanaryReport:
 
 
 def _kind_recall(rec: Recommender, name: str, kind, queries: int, k: int, rng) -> float:
-    source = rec.items if kind.query_space == "items" else rec.users
-    target = rec.items if kind.target_space == "items" else rec.users
-    if source is None or target is None:
-        return 1.0
+    source = rec.query_space(kind)
+    target = rec.target_space(kind)
     rows = np.sort(rng.choice(len(source), min(queries, len(source)), replace=False))
     ids = source.ids[rows]
-    same_space = kind.query_space == kind.target_space
-    # The by-id methods exercise the id maps as requests do; a custom kind goes by vector.
-    if name == "recommend":
-        got, _ = rec.recommend(ids, k, exclude_seen=False)
-    elif name == "similar_items":
-        got, _ = rec.similar_items(ids, k)
-    elif name == "similar_users":
-        got, _ = rec.similar_users(ids, k)
+    # The by-id methods exercise the id maps as requests do; a custom kind goes by vector. The
+    # index is checked without the seen items: the exclusions are the query kind's own.
+    if name in ("recommend", "similar_items", "similar_users"):
+        options = {"exclude_seen": False} if kind.excludes_seen else {}
+        got, _ = getattr(rec, name)(ids, k, **options)
+        exclude = rec.exclusion_lists(kind, rows, exclude_seen=False)
     else:
         got, _ = rec.search(name, source.vectors[rows], k)
-        same_space = False
+        exclude = None
     queries_v = source.vectors[rows]
-    exclude = [np.array([r]) for r in rows] if same_space else None
     _, exact_rows = exact_topk(target.vectors, queries_v, k, kind.metric, exclude)
     # Back from the ids served to rows, which the exact answer and the true scores speak.
     found = np.full(exact_rows.shape, -1, dtype=np.int64)

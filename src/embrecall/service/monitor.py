@@ -385,17 +385,14 @@ def _check(sample: _Sample, k_max: int) -> float:
         kind = rec.query_kinds[sample.query_kind]
     except KeyError:
         raise InvalidArgumentError(f"unknown query kind {sample.query_kind!r}") from None
-    target = rec.items if kind.target_space == "items" else rec.users
+    target = rec.target_space(kind)
     excluded = [target.lookup_rows(list(sample.exclude))] if sample.exclude else []
     if sample.query_id is not None:
-        space = rec.items if kind.query_space == "items" else rec.users
+        space = rec.query_space(kind)
         row = space.row_of(sample.query_id)
         query = space.vectors[row : row + 1]
         # The same exclusions Recommender applies to a query by id.
-        if kind.name == "recommend" and sample.exclude_seen and rec.seen is not None:
-            excluded.append(rec.seen.rows_for(row))
-        if kind.query_space == kind.target_space:
-            excluded.append(np.array([row], dtype=np.int64))
+        excluded.append(rec.exclusions(kind, [row], exclude_seen=sample.exclude_seen)[1])
     elif sample.vector is not None:
         query, _ = check_query_vectors(sample.vector, target.dim)
     else:

@@ -37,7 +37,7 @@ require_extra("orjson", "server")
 
 import anyio.to_thread  # noqa: E402
 import orjson  # noqa: E402
-from fastapi import APIRouter, Depends, Query, Security  # noqa: E402
+from fastapi import APIRouter, Depends, Query, Request, Security  # noqa: E402
 from fastapi.security import APIKeyHeader  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
@@ -54,164 +54,181 @@ MAX_SEARCH_TEXT = 200  # characters of a title search; longer text is a mistake,
 
 
 def build_routes(service: Service) -> list[APIRouter]:
-    """The app's routers, closed over one :class:`Service`."""
-    return [_read_routes(service), _ops_routes(service), _admin_routes(service)]
+    """The app's routers; the read endpoints behind the read API key when one is set."""
+    settings = service.settings
+    guard = [Depends(_read_key)] if settings.api_key is not None else []
+    # 401 only where a key is asked for; every read can be refused before the first load
+    common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
+    reads = APIRouter(dependencies=guard, responses=common)
+    reads.include_router(read_router)
+    return [reads, _ops_routes(service), _admin_routes(service)]
+
+
+def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (made by the app factory)."""
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+_READ_KEY = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
+
+
+def _read_key(service: ServiceDep, key: Annotated[str | None, Security(_READ_KEY)]) -> None:
+    if not key_matches(key, service.settings.api_key):
+        raise ApiError(401, "unauthorized", "missing or wrong API key (send it as X-API-Key)")
 
 
 # -- read endpoints --------------------------------------------------------------------------
-def _read_routes(service: Service) -> APIRouter:
-    settings = service.settings
-    guard = []
-    if settings.api_key is not None:
-        header = APIKeyHeader(name="X-API-Key", scheme_name="ApiKey", auto_error=False)
+read_router = APIRouter(prefix="/v1", tags=["recall"])
+_BY_ID = errors(404, 422)
+_BATCH = errors(400, 404, 413, 422)
 
-        def read_key(key: str | None = Security(header)) -> None:
-            if not key_matches(key, settings.api_key):
-                raise ApiError(
-                    401, "unauthorized", "missing or wrong API key (send it as X-API-Key)"
-                )
 
-        guard = [Depends(read_key)]
-    # 401 only where a key is asked for; every read can be refused before the first load
-    common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
-    router = APIRouter(prefix="/v1", dependencies=guard, responses=common, tags=["recall"])
-    by_id = errors(404, 422)
-    batch = errors(400, 404, 413, 422)
+@read_router.get("/users/{user_id}/recommendations", response_model=QueryResponse, responses=_BY_ID)
+async def recommend(
+    service: ServiceDep,
+    user_id: str,
+    k: K = None,
+    exclude: EXCLUDE = None,
+    exclude_seen: bool = True,
+    nprobe: NPROBE = None,
+    ef_search: EF_SEARCH = None,
+) -> Response:
+    """Top-k items for a user (u2i); their seen items are left out unless exclude_seen=false."""
+    return await _by_id(service, "recommend", user_id, k, exclude, exclude_seen, nprobe, ef_search)
 
-    @router.get("/users/{user_id}/recommendations", response_model=QueryResponse, responses=by_id)
-    async def recommend(
-        user_id: str,
-        k: K = None,
-        exclude: EXCLUDE = None,
-        exclude_seen: bool = True,
-        nprobe: NPROBE = None,
-        ef_search: EF_SEARCH = None,
-    ) -> Response:
-        """Top-k items for a user (u2i); their seen items are left out unless exclude_seen=false."""
-        return await _by_id(
-            service, "recommend", user_id, k, exclude, exclude_seen, nprobe, ef_search
+
+@read_router.get("/users/{user_id}/similar", response_model=QueryResponse, responses=_BY_ID)
+async def similar_users(
+    service: ServiceDep,
+    user_id: str,
+    k: K = None,
+    exclude: EXCLUDE = None,
+    nprobe: NPROBE = None,
+    ef_search: EF_SEARCH = None,
+) -> Response:
+    """Users most like a user (u2u), the user itself left out."""
+    return await _by_id(service, "similar_users", user_id, k, exclude, True, nprobe, ef_search)
+
+
+@read_router.get("/items/{item_id}/similar", response_model=QueryResponse, responses=_BY_ID)
+async def similar_items(
+    service: ServiceDep,
+    item_id: str,
+    k: K = None,
+    exclude: EXCLUDE = None,
+    nprobe: NPROBE = None,
+    ef_search: EF_SEARCH = None,
+) -> Response:
+    """Items most like an item (i2i), the item itself left out."""
+    return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
+
+
+@read_router.get("/users/{user_id}/seen", response_model=SeenResponse, responses=_BY_ID)
+async def seen(
+    service: ServiceDep,
+    user_id: str,
+    details: Annotated[
+        bool, Query(description="Add each item's catalog fields and interactions_loaded.")
+    ] = False,
+) -> Response:
+    """Items the user has interacted with (the ones recommend leaves out)."""
+    served = service.served()
+    return respond(await service.run(answers.seen, served, user_id, details=details), served)
+
+
+# before /items/{item_id}, which would take "search" for an id
+@read_router.get("/items/search", response_model=ItemSearchResponse, responses=errors(422))
+async def find_items(
+    service: ServiceDep,
+    q: Annotated[str, Query(description="Text the title contains; case is ignored.")],
+    limit: Annotated[int, Query(description="Most items to list (at most max_k).")] = 20,
+) -> Response:
+    """Items whose title contains ``q``, in catalog order (only items this version holds)."""
+    served = service.served()
+    text = q.strip()
+    if not text:
+        raise ApiError(422, "invalid_argument", "q must not be empty")
+    if len(text) > MAX_SEARCH_TEXT:
+        raise ApiError(
+            422, "invalid_argument", f"q is over {MAX_SEARCH_TEXT} characters ({len(text)})"
         )
+    if not 1 <= limit <= service.settings.max_k:
+        message = f"limit must be between 1 and {service.settings.max_k}, got {limit}"
+        raise ApiError(422, "invalid_argument", message)
+    return respond(await service.run(answers.find_items, served, text, limit), served)
 
-    @router.get("/users/{user_id}/similar", response_model=QueryResponse, responses=by_id)
-    async def similar_users(
-        user_id: str,
-        k: K = None,
-        exclude: EXCLUDE = None,
-        nprobe: NPROBE = None,
-        ef_search: EF_SEARCH = None,
-    ) -> Response:
-        """Users most like a user (u2u), the user itself left out."""
-        return await _by_id(service, "similar_users", user_id, k, exclude, True, nprobe, ef_search)
 
-    @router.get("/items/{item_id}/similar", response_model=QueryResponse, responses=by_id)
-    async def similar_items(
-        item_id: str,
-        k: K = None,
-        exclude: EXCLUDE = None,
-        nprobe: NPROBE = None,
-        ef_search: EF_SEARCH = None,
-    ) -> Response:
-        """Items most like an item (i2i), the item itself left out."""
-        return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
+@read_router.get("/items/{item_id}", response_model=ItemResponse, responses=_BY_ID)
+async def item(service: ServiceDep, item_id: str) -> Response:
+    """An item's own catalog fields (title, genres, ...); 404 for an item not held."""
+    served = service.served()
+    return respond(await service.run(answers.item, served, item_id), served)
 
-    @router.get("/users/{user_id}/seen", response_model=SeenResponse, responses=by_id)
-    async def seen(
-        user_id: str,
-        details: Annotated[
-            bool, Query(description="Add each item's catalog fields and interactions_loaded.")
-        ] = False,
-    ) -> Response:
-        """Items the user has interacted with (the ones recommend leaves out)."""
-        served = service.served()
-        return respond(await service.run(answers.seen, served, user_id, details=details), served)
 
-    # before /items/{item_id}, which would take "search" for an id
-    @router.get("/items/search", response_model=ItemSearchResponse, responses=errors(422))
-    async def find_items(
-        q: Annotated[str, Query(description="Text the title contains; case is ignored.")],
-        limit: Annotated[int, Query(description="Most items to list (at most max_k).")] = 20,
-    ) -> Response:
-        """Items whose title contains ``q``, in catalog order (only items this version holds)."""
-        served = service.served()
-        text = q.strip()
-        if not text:
-            raise ApiError(422, "invalid_argument", "q must not be empty")
-        if len(text) > MAX_SEARCH_TEXT:
-            raise ApiError(
-                422, "invalid_argument", f"q is over {MAX_SEARCH_TEXT} characters ({len(text)})"
-            )
-        if not 1 <= limit <= settings.max_k:
-            message = f"limit must be between 1 and {settings.max_k}, got {limit}"
-            raise ApiError(422, "invalid_argument", message)
-        return respond(await service.run(answers.find_items, served, text, limit), served)
+@read_router.post("/users/recommendations", response_model=BatchResponse, responses=_BATCH)
+async def recommend_batch(service: ServiceDep, body: RecommendBatchRequest) -> Response:
+    """Recommendations for many users in one request."""
+    return await _batch(service, "recommend", body, body.exclude_seen)
 
-    @router.get("/items/{item_id}", response_model=ItemResponse, responses=by_id)
-    async def item(item_id: str) -> Response:
-        """An item's own catalog fields (title, genres, ...); 404 for an item not held."""
-        served = service.served()
-        return respond(await service.run(answers.item, served, item_id), served)
 
-    @router.post("/users/recommendations", response_model=BatchResponse, responses=batch)
-    async def recommend_batch(body: RecommendBatchRequest) -> Response:
-        """Recommendations for many users in one request."""
-        return await _batch(service, "recommend", body, body.exclude_seen)
+@read_router.post("/users/similar", response_model=BatchResponse, responses=_BATCH)
+async def similar_users_batch(service: ServiceDep, body: BatchRequest) -> Response:
+    """Similar users for many users in one request."""
+    return await _batch(service, "similar_users", body, True)
 
-    @router.post("/users/similar", response_model=BatchResponse, responses=batch)
-    async def similar_users_batch(body: BatchRequest) -> Response:
-        """Similar users for many users in one request."""
-        return await _batch(service, "similar_users", body, True)
 
-    @router.post("/items/similar", response_model=BatchResponse, responses=batch)
-    async def similar_items_batch(body: BatchRequest) -> Response:
-        """Similar items for many items in one request."""
-        return await _batch(service, "similar_items", body, True)
+@read_router.post("/items/similar", response_model=BatchResponse, responses=_BATCH)
+async def similar_items_batch(service: ServiceDep, body: BatchRequest) -> Response:
+    """Similar items for many items in one request."""
+    return await _batch(service, "similar_items", body, True)
 
-    @router.post("/search", response_model=SearchResponse, responses=errors(400, 413, 422))
-    async def search(body: SearchRequest) -> Response:
-        """Search by raw vector (a two-tower user vector, an item vector...): ``vector`` for one
-        query, ``vectors`` for a batch."""
-        served = service.served()
-        k = service.check_k(body.k)
-        params = service.params(body.nprobe, body.ef_search)
-        if (body.vector is None) == (body.vectors is None):
-            raise ApiError(422, "invalid_request", "give exactly one of vector or vectors")
-        if body.vectors is not None:
-            service.check_batch(len(body.vectors), "vectors")
-        _check_exclude(service, body.exclude)
-        query = _search_query(served, body.space, body.query)
-        vectors = body.vector if body.vector is not None else body.vectors
-        data = await service.run(
-            answers.by_vector,
-            served,
-            query,
-            vectors,
-            k,
-            exclude=body.exclude,
-            params=params,
-            monitor=service.monitor,
-        )
-        return respond(data, served)
 
-    @router.get("/info", tags=["operations"])
-    async def info() -> Response:
-        """Served version, available versions, counts, dimensions, metrics, index kinds, limits."""
-        served = service.registry.current
-        registry = service.registry
-        body = {
-            "embrecall_version": __version__,
-            "version": served.version if served else None,
-            "loaded_at": served.loaded_at if served else None,
-            "loading": registry.loading,
-            "versions": describe_source(registry.source),
-            "last_load": registry.last_load,
-            "canary": served.canary if served else None,
-            "artifact": served.description if served else None,
-            "limits": settings.public(),
-            "live_recall": service.monitor.snapshot() if service.monitor else None,
-        }
-        return Response(orjson.dumps(body), media_type="application/json")
+@read_router.post("/search", response_model=SearchResponse, responses=errors(400, 413, 422))
+async def search(service: ServiceDep, body: SearchRequest) -> Response:
+    """Search by raw vector (a two-tower user vector, an item vector...): ``vector`` for one
+    query, ``vectors`` for a batch."""
+    served = service.served()
+    k = service.check_k(body.k)
+    params = service.params(body.nprobe, body.ef_search)
+    if (body.vector is None) == (body.vectors is None):
+        raise ApiError(422, "invalid_request", "give exactly one of vector or vectors")
+    if body.vectors is not None:
+        service.check_batch(len(body.vectors), "vectors")
+    _check_exclude(service, body.exclude)
+    query = served.rec.vector_query(body.space, body.query)
+    vectors = body.vector if body.vector is not None else body.vectors
+    data = await service.run(
+        answers.by_vector,
+        served,
+        query,
+        vectors,
+        k,
+        exclude=body.exclude,
+        params=params,
+        monitor=service.monitor,
+    )
+    return respond(data, served)
 
-    return router
+
+@read_router.get("/info", tags=["operations"])
+async def info(service: ServiceDep) -> Response:
+    """Served version, available versions, counts, dimensions, metrics, index kinds, limits."""
+    served = service.registry.current
+    registry = service.registry
+    body = {
+        "embrecall_version": __version__,
+        "version": served.version if served else None,
+        "loaded_at": served.loaded_at if served else None,
+        "loading": registry.loading,
+        "versions": describe_source(registry.source),
+        "last_load": registry.last_load,
+        "canary": served.canary if served else None,
+        "artifact": served.description if served else None,
+        "limits": service.settings.public(),
+        "live_recall": service.monitor.snapshot() if service.monitor else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def _by_id(service: Service, query, raw_id, k, exclude, exclude_seen, nprobe, ef_search):
@@ -266,26 +283,6 @@ def _check_exclude(service: Service, exclude) -> None:
         return
     lists = exclude if isinstance(exclude[0], list) else [exclude]
     service.check_exclude(max(len(e) for e in lists))
-
-
-def _search_query(served, space: str | None, query: str | None) -> str:
-    """The query kind a raw-vector search uses: given, or the space's default."""
-    kinds = served.rec.query_kinds
-    if query is None:
-        space = space or "items"
-        query = (
-            "similar_users"
-            if space == "users"
-            else ("recommend" if "recommend" in kinds else "similar_items")
-        )
-    target = answers.SPACES[query][1]
-    if space is not None and space != target:
-        raise ApiError(422, "invalid_argument", f"query {query} searches {target}, not {space}")
-    if query not in kinds:
-        raise ApiError(
-            422, "invalid_argument", f"{query} needs user embeddings, and this version has none"
-        )
-    return query
 
 
 # -- operations ------------------------------------------------------------------------------
