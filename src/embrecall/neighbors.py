@@ -9,6 +9,7 @@ unpacks as the pair.
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -130,15 +131,10 @@ class Neighbors:
         }
 
     def _like(self, ids: np.ndarray, scores: np.ndarray) -> Neighbors:
-        return Neighbors(
-            ids,
-            scores,
-            query=self.query,
-            space=self.space,
-            metric=self.metric,
-            higher_is_better=self.higher_is_better,
-            catalog=self._catalog,
-        )
+        """The same query kind, space, metric and catalogue over other ids and scores."""
+        like = copy.copy(self)
+        like.ids, like.scores = ids, scores
+        return like
 
 
 def join_records(ids, scores, catalog: Catalog | None) -> list[dict[str, Any]]:
