@@ -7,6 +7,7 @@ Search, exclusion and id logic live in the library; JSON shaping in ``answers``.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Annotated
 
 from embrecall import __version__
@@ -61,7 +62,7 @@ def build_routes(service: Service) -> list[APIRouter]:
     common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
     reads = APIRouter(dependencies=guard, responses=common)
     reads.include_router(read_router)
-    return [reads, _ops_routes(service), _admin_routes(service)]
+    return [reads, ops_router, admin_router]
 
 
 def get_service(request: Request) -> Service:
@@ -84,6 +85,28 @@ _BY_ID = errors(404, 422)
 _BATCH = errors(400, 404, 413, 422)
 
 
+@dataclass(frozen=True)
+class ByIdQuery:
+    """The query parameters the by-id reads share."""
+
+    k: int | None
+    exclude: list[str] | None
+    nprobe: int | None
+    ef_search: int | None
+
+
+def by_id_query(
+    k: K = None, exclude: EXCLUDE = None, nprobe: NPROBE = None, ef_search: EF_SEARCH = None
+) -> ByIdQuery:
+    """k, exclude and the search parameters of a by-id read."""
+    return ByIdQuery(k, exclude, nprobe, ef_search)
+
+
+ByIdQueryDep = Annotated[ByIdQuery, Depends(by_id_query)]
+
+
+# its own parameters, not ByIdQueryDep: FastAPI lists an operation's own query parameters before
+# those of its dependencies, which would move exclude_seen in the OpenAPI document
 @read_router.get("/users/{user_id}/recommendations", response_model=QueryResponse, responses=_BY_ID)
 async def recommend(
     service: ServiceDep,
@@ -95,33 +118,20 @@ async def recommend(
     ef_search: EF_SEARCH = None,
 ) -> Response:
     """Top-k items for a user (u2i); their seen items are left out unless exclude_seen=false."""
-    return await _by_id(service, "recommend", user_id, k, exclude, exclude_seen, nprobe, ef_search)
+    query = ByIdQuery(k, exclude, nprobe, ef_search)
+    return await _by_id(service, "recommend", user_id, query, exclude_seen)
 
 
 @read_router.get("/users/{user_id}/similar", response_model=QueryResponse, responses=_BY_ID)
-async def similar_users(
-    service: ServiceDep,
-    user_id: str,
-    k: K = None,
-    exclude: EXCLUDE = None,
-    nprobe: NPROBE = None,
-    ef_search: EF_SEARCH = None,
-) -> Response:
+async def similar_users(service: ServiceDep, user_id: str, query: ByIdQueryDep) -> Response:
     """Users most like a user (u2u), the user itself left out."""
-    return await _by_id(service, "similar_users", user_id, k, exclude, True, nprobe, ef_search)
+    return await _by_id(service, "similar_users", user_id, query, True)
 
 
 @read_router.get("/items/{item_id}/similar", response_model=QueryResponse, responses=_BY_ID)
-async def similar_items(
-    service: ServiceDep,
-    item_id: str,
-    k: K = None,
-    exclude: EXCLUDE = None,
-    nprobe: NPROBE = None,
-    ef_search: EF_SEARCH = None,
-) -> Response:
+async def similar_items(service: ServiceDep, item_id: str, query: ByIdQueryDep) -> Response:
     """Items most like an item (i2i), the item itself left out."""
-    return await _by_id(service, "similar_items", item_id, k, exclude, True, nprobe, ef_search)
+    return await _by_id(service, "similar_items", item_id, query, True)
 
 
 @read_router.get("/users/{user_id}/seen", response_model=SeenResponse, responses=_BY_ID)
@@ -231,17 +241,19 @@ async def info(service: ServiceDep) -> Response:
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _by_id(service: Service, query, raw_id, k, exclude, exclude_seen, nprobe, ef_search):
+async def _by_id(
+    service: Service, kind: str, raw_id: str, query: ByIdQuery, exclude_seen: bool
+) -> Response:
     served = service.served()
-    k = service.check_k(k)
-    params = service.params(nprobe, ef_search)
-    excluded = _split(exclude)
+    k = service.check_k(query.k)
+    params = service.params(query.nprobe, query.ef_search)
+    excluded = _split(query.exclude)
     if excluded:
         service.check_exclude(len(excluded))
     data = await service.run(
         answers.by_id,
         served,
-        query,
+        kind,
         raw_id,
         k,
         exclude=excluded,
@@ -286,105 +298,105 @@ def _check_exclude(service: Service, exclude) -> None:
 
 
 # -- operations ------------------------------------------------------------------------------
-def _ops_routes(service: Service) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+ops_router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz")
-    async def healthz() -> Response:
-        """Liveness: the process answers."""
-        return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
-    async def readyz() -> Response:
-        """Readiness: a version is loaded (a refused new version does not change this)."""
-        served = service.registry.current
-        if served is None:
-            last = service.registry.last_load or {}
-            body = {
-                "status": "not ready",
-                "loading": service.registry.loading,
-                "last_failure": last.get("reason"),
-            }
-            return Response(orjson.dumps(body), status_code=503, media_type="application/json")
-        return Response(
-            orjson.dumps({"status": "ready", "version": served.version}),
-            media_type="application/json",
-        )
+@ops_router.get("/healthz")
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @router.get(
-        "/metrics",
-        response_class=Response,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+
+@ops_router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+async def readyz(service: ServiceDep) -> Response:
+    """Readiness: a version is loaded (a refused new version does not change this)."""
+    served = service.registry.current
+    if served is None:
+        last = service.registry.last_load or {}
+        body = {
+            "status": "not ready",
+            "loading": service.registry.loading,
+            "last_failure": last.get("reason"),
+        }
+        return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+    return Response(
+        orjson.dumps({"status": "ready", "version": served.version}),
+        media_type="application/json",
     )
-    async def metrics() -> Response:
-        """Prometheus metrics."""
-        service.registry.release_retired()  # so the in-memory gauge is current when scraped
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
-    return router
+
+@ops_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(service: ServiceDep) -> Response:
+    """Prometheus metrics."""
+    service.registry.release_retired()  # so the in-memory gauge is current when scraped
+    return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
 
 # -- admin -----------------------------------------------------------------------------------
-def _admin_routes(service: Service) -> APIRouter:
-    settings = service.settings
-    header = APIKeyHeader(name="X-API-Key", scheme_name="AdminKey", auto_error=False)
+_ADMIN_KEY = APIKeyHeader(name="X-API-Key", scheme_name="AdminKey", auto_error=False)
 
-    def admin_key(key: str | None = Security(header)) -> None:
-        if settings.admin_api_key is None:
-            raise ApiError(
-                403, "admin_disabled", "admin endpoints are off: set EMBRECALL_ADMIN_API_KEY"
-            )
-        if not key_matches(key, settings.admin_api_key):
-            raise ApiError(
-                401, "unauthorized", "missing or wrong admin API key (send it as X-API-Key)"
-            )
 
-    router = APIRouter(
-        prefix="/v1/admin",
-        dependencies=[Depends(admin_key)],
-        tags=["admin"],
-        responses=errors(401, 403),
-    )
-    refused = errors(404, 409, e404="The root has no such version (unknown_version).")
+def _admin_key(service: ServiceDep, key: Annotated[str | None, Security(_ADMIN_KEY)]) -> None:
+    admin_api_key = service.settings.admin_api_key
+    if admin_api_key is None:
+        raise ApiError(
+            403, "admin_disabled", "admin endpoints are off: set EMBRECALL_ADMIN_API_KEY"
+        )
+    if not key_matches(key, admin_api_key):
+        raise ApiError(401, "unauthorized", "missing or wrong admin API key (send it as X-API-Key)")
 
-    @router.post(
-        "/versions/{version}/load",
-        response_model=LoadResponse,
-        responses={
-            **refused,
-            **errors(422, e422="Not a version id (invalid_version_id), or a bad query string."),
-        },
-    )
-    async def load_version(version: str, force: bool = False) -> Response:
-        """Load, verify and canary-check a version of the root, then swap it in.
 
-        The old version answers until the swap; a version that fails a check is refused (409)
-        and the old one keeps serving. Only a version id is accepted, never a path.
-        """
-        try:
-            check_version_id(version)
-        except InvalidArgumentError as exc:
-            raise ApiError(422, "invalid_version_id", str(exc)) from None
-        return await _admin_load(service, service.registry.load, version, force=force)
+admin_router = APIRouter(
+    prefix="/v1/admin",
+    dependencies=[Depends(_admin_key)],
+    tags=["admin"],
+    responses=errors(401, 403),
+)
+_REFUSED = errors(404, 409, e404="The root has no such version (unknown_version).")
 
-    @router.post("/reload", response_model=LoadResponse, responses=refused)
-    async def reload() -> Response:
-        """Load the version the root's CURRENT pointer names now (retries a refused one)."""
-        return await _admin_load(service, service.registry.reload)
 
-    @router.get("/versions")
-    async def versions() -> Response:
-        """The root's versions, pointer and history, and the last load's outcome."""
-        registry = service.registry
-        body = {
-            **describe_source(registry.source),
-            "served": registry.current.version if registry.current else None,
-            "history": await anyio.to_thread.run_sync(_history, registry.source),
-            "last_load": registry.last_load,
-        }
-        return Response(orjson.dumps(body), media_type="application/json")
+@admin_router.post(
+    "/versions/{version}/load",
+    response_model=LoadResponse,
+    responses={
+        **_REFUSED,
+        **errors(422, e422="Not a version id (invalid_version_id), or a bad query string."),
+    },
+)
+async def load_version(service: ServiceDep, version: str, force: bool = False) -> Response:
+    """Load, verify and canary-check a version of the root, then swap it in.
 
-    return router
+    The old version answers until the swap; a version that fails a check is refused (409)
+    and the old one keeps serving. Only a version id is accepted, never a path.
+    """
+    try:
+        check_version_id(version)
+    except InvalidArgumentError as exc:
+        raise ApiError(422, "invalid_version_id", str(exc)) from None
+    return await _admin_load(service, service.registry.load, version, force=force)
+
+
+@admin_router.post("/reload", response_model=LoadResponse, responses=_REFUSED)
+async def reload(service: ServiceDep) -> Response:
+    """Load the version the root's CURRENT pointer names now (retries a refused one)."""
+    return await _admin_load(service, service.registry.reload)
+
+
+@admin_router.get("/versions")
+async def versions(service: ServiceDep) -> Response:
+    """The root's versions, pointer and history, and the last load's outcome."""
+    registry = service.registry
+    body = {
+        **describe_source(registry.source),
+        "served": registry.current.version if registry.current else None,
+        "history": await anyio.to_thread.run_sync(_history, registry.source),
+        "last_load": registry.last_load,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 async def _admin_load(service: Service, fn, *args, **kwargs) -> Response:
