@@ -91,18 +91,8 @@ def recall_dataframe(
     -------
     DataFrame, lazily computed: one row per user, results best first.
     """
-    return _recall(
-        users,
-        items,
-        k,
-        seen,
-        metric,
-        id_column,
-        features_column,
-        seen_user_column,
-        seen_item_column,
-        writer=None,
-    )[0]
+    columns = _Columns(id_column, features_column, seen_user_column, seen_item_column)
+    return _recall(users, items, k, seen, metric, columns, writer=None)[0]
 
 
 def run_spark_batch(
@@ -155,20 +145,10 @@ def run_spark_batch(
             }
         },
     }
+    columns = _Columns(id_column, features_column, seen_user_column, seen_item_column)
     run = sink.open_run(meta["fingerprint"], meta, restart=True)
     try:
-        frame, _ = _recall(
-            users,
-            items,
-            k,
-            seen,
-            metric,
-            id_column,
-            features_column,
-            seen_user_column,
-            seen_item_column,
-            writer=run,
-        )
+        frame, _ = _recall(users, items, k, seen, metric, columns, writer=run)
         written = frame.collect()
         n_users = int(sum(row["n"] for row in written))
         run.meta["blocks"] = {"u2i": len(written)}
@@ -201,18 +181,18 @@ class _Base:
     sqnorms: np.ndarray | None
 
 
-def _recall(
-    users,
-    items,
-    k,
-    seen,
-    metric,
-    id_column,
-    features_column,
-    seen_user_column,
-    seen_item_column,
-    writer,
-):
+@dataclass(frozen=True)
+class _Columns:
+    """The column names of a call: factors' id and features, the seen interactions' user/item."""
+
+    id: str
+    features: str
+    seen_user: str | None
+    seen_item: str | None
+
+
+def _recall(users, items, k, seen, metric, columns: _Columns, writer):
+    id_column, features_column = columns.id, columns.features
     functions = require_extra("pyspark.sql.functions", "spark")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
@@ -230,8 +210,8 @@ def _recall(
     )
     with_seen = seen is not None
     if with_seen:
-        user_col = seen_user_column or _pick(seen, USER_COLUMNS, "user")
-        item_col = seen_item_column or _pick(seen, ITEM_COLUMNS, "item")
+        user_col = columns.seen_user or _pick(seen, USER_COLUMNS, "user")
+        item_col = columns.seen_item or _pick(seen, ITEM_COLUMNS, "item")
         lists = seen.groupBy(functions.col(user_col).alias("id")).agg(
             functions.collect_set(functions.col(item_col)).alias("seen")
         )

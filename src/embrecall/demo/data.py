@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from embrecall.embeddings import Embeddings
+from embrecall.io.spark_csv import write_spark_csv
+
 GENRES = (
     "Sci-Fi",
     "Romance",
@@ -96,8 +99,9 @@ def write_demo_data(
         interactions=root / "ratings.csv",
         favourite_genre={int(u): GENRES[g] for u, g in zip(user_ids, fav)},
     )
-    _write_spark_csv(paths.items, movie_ids, item_vectors)
-    _write_spark_csv(paths.users, user_ids, user_vectors)
+    # What Spark users write: `factors.select("id", "features").toPandas().to_csv(...)`.
+    write_spark_csv(Embeddings(movie_ids, item_vectors, source="demo items"), paths.items)
+    write_spark_csv(Embeddings(user_ids, user_vectors, source="demo users"), paths.users)
     movies.to_csv(
         paths.catalog, index=False
     )  # pandas quotes titles holding commas, as MovieLens does
@@ -169,12 +173,6 @@ def _ratings(rng, users: np.ndarray, items: np.ndarray, movie_ids: np.ndarray) -
             )
         )
     return pd.concat(rows, ignore_index=True)
-
-
-def _write_spark_csv(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
-    """Write what Spark users write: `factors.select("id","features").toPandas().to_csv(...)`."""
-    features = ["[" + ", ".join(repr(float(x)) for x in row) + "]" for row in vectors]
-    pd.DataFrame({"id": ids, "features": features}).to_csv(path, index=False)
 
 
 def _roman(n: int) -> str:

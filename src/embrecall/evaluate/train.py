@@ -15,15 +15,16 @@ implicit-feedback ALS (Hu, Koren & Volinsky 2008), whose user . item inner produ
 
 The result is two :class:`~embrecall.embeddings.Embeddings` over the users and items of the
 training interactions; :func:`write_spark_csv` writes them in the layout Spark users produce
-(``id,features`` with a JSON array), which ``read_embeddings`` reads back.
+(``id,features`` with a JSON array; it lives with the reader in :mod:`embrecall.io.spark_csv`),
+which ``read_embeddings`` reads back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -33,6 +34,7 @@ from embrecall._progress import bar_disabled
 from embrecall.embeddings import Embeddings
 from embrecall.errors import InputFormatError, InvalidArgumentError, require_extra
 from embrecall.interactions import Interactions
+from embrecall.io.spark_csv import write_spark_csv as write_spark_csv  # public here too
 
 log = logging.getLogger("embrecall")
 
@@ -104,9 +106,7 @@ def train_als(
     user_codes, item_codes, values = _pairs(
         user_codes, item_codes, _values(interactions, weighting), binary=weighting == "binary"
     )
-    t0 = time.perf_counter()
-    fit = _fit_implicit if backend == "implicit" else _fit_spark
-    user_vectors, item_vectors = fit(
+    job = _Job(
         user_codes,
         item_codes,
         values,
@@ -120,6 +120,9 @@ def train_als(
         threads=threads,
         progress=progress,
     )
+    t0 = time.perf_counter()
+    fit = _fit_implicit if backend == "implicit" else _fit_spark
+    user_vectors, item_vectors = fit(job)
     log.info(
         "trained %s ALS (%d users x %d items, %d factors) in %.2fs",
         backend,
@@ -135,51 +138,44 @@ def train_als(
     )
 
 
-def write_spark_csv(embeddings: Embeddings, path: str | os.PathLike) -> None:
-    """Write ``id,features`` rows with a JSON array per row, as Spark's ``toPandas().to_csv``.
-
-    Floats are written as the shortest text that reads back to the same float32 value.
-    """
-    features = [
-        "[" + ", ".join(repr(float(x)) for x in np.asarray(row, dtype=np.float64)) + "]"
-        for row in embeddings.vectors
-    ]
-    pd.DataFrame({"id": embeddings.ids, "features": features}).to_csv(path, index=False)
-
-
 # -- backends --------------------------------------------------------------------------------
-def _fit_implicit(
-    user_codes,
-    item_codes,
-    values,
-    n_users,
-    n_items,
-    *,
-    factors,
-    iterations,
-    regularization,
-    alpha,
-    seed,
-    threads,
-    progress,
-) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Job:
+    """What a backend fits: each (user, item) pair once, as codes 0..n-1, and the settings."""
+
+    user_codes: np.ndarray
+    item_codes: np.ndarray
+    values: np.ndarray
+    n_users: int
+    n_items: int
+    factors: int
+    iterations: int
+    regularization: float
+    alpha: float
+    seed: int
+    threads: int
+    progress: bool | None
+
+
+def _fit_implicit(job: _Job) -> tuple[np.ndarray, np.ndarray]:
     require_extra("implicit", "eval")
     scipy_sparse = require_extra("scipy.sparse", "eval")
     from implicit.cpu.als import AlternatingLeastSquares
 
     matrix = scipy_sparse.coo_matrix(
-        (values.astype(np.float32), (user_codes, item_codes)), shape=(n_users, n_items)
+        (job.values.astype(np.float32), (job.user_codes, job.item_codes)),
+        shape=(job.n_users, job.n_items),
     ).tocsr()
     with _single_threaded_blas():
         model = AlternatingLeastSquares(
-            factors=factors,
-            iterations=iterations,
-            regularization=regularization,
-            alpha=alpha,
-            random_state=seed,
-            num_threads=threads,
+            factors=job.factors,
+            iterations=job.iterations,
+            regularization=job.regularization,
+            alpha=job.alpha,
+            random_state=job.seed,
+            num_threads=job.threads,
         )
-        model.fit(matrix, show_progress=not bar_disabled(progress))
+        model.fit(matrix, show_progress=not bar_disabled(job.progress))
     return (
         np.ascontiguousarray(model.user_factors, dtype=np.float32),
         np.ascontiguousarray(model.item_factors, dtype=np.float32),
@@ -199,21 +195,7 @@ def _single_threaded_blas():
         yield
 
 
-def _fit_spark(
-    user_codes,
-    item_codes,
-    values,
-    n_users,
-    n_items,
-    *,
-    factors,
-    iterations,
-    regularization,
-    alpha,
-    seed,
-    threads,
-    progress,
-) -> tuple[np.ndarray, np.ndarray]:
+def _fit_spark(job: _Job) -> tuple[np.ndarray, np.ndarray]:
     require_extra("pyspark", "spark")
     from pyspark.ml.recommendation import ALS
     from pyspark.sql import SparkSession
@@ -221,32 +203,32 @@ def _fit_spark(
     # Spark ALS takes int32 ids: the codes 0..n-1 are, and map back to the external ids.
     frame = pd.DataFrame(
         {
-            "user": user_codes.astype(np.int32),
-            "item": item_codes.astype(np.int32),
-            "value": values.astype(np.float32),
+            "user": job.user_codes.astype(np.int32),
+            "item": job.item_codes.astype(np.int32),
+            "value": job.values.astype(np.float32),
         }
     )
     spark = (
-        SparkSession.builder.master(f"local[{threads or '*'}]")
+        SparkSession.builder.master(f"local[{job.threads or '*'}]")
         .appName("embrecall-train")
-        .config("spark.ui.showConsoleProgress", str(not bar_disabled(progress)).lower())
+        .config("spark.ui.showConsoleProgress", str(not bar_disabled(job.progress)).lower())
         .getOrCreate()
     )
     als = ALS(
-        rank=factors,
-        maxIter=iterations,
-        regParam=regularization,
-        alpha=alpha,
+        rank=job.factors,
+        maxIter=job.iterations,
+        regParam=job.regularization,
+        alpha=job.alpha,
         implicitPrefs=True,
-        seed=seed,
+        seed=job.seed,
         userCol="user",
         itemCol="item",
         ratingCol="value",
         nonnegative=False,
     )
     model = als.fit(spark.createDataFrame(frame))
-    users = _spark_factors(model.userFactors.toPandas(), n_users, factors)
-    items = _spark_factors(model.itemFactors.toPandas(), n_items, factors)
+    users = _spark_factors(model.userFactors.toPandas(), job.n_users, job.factors)
+    items = _spark_factors(model.itemFactors.toPandas(), job.n_items, job.factors)
     return users, items
 
 

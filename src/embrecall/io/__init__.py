@@ -111,16 +111,9 @@ def read_embeddings(
         )
     if ids is not None and fmt != "npy":
         raise InvalidArgumentError(f"ids= is for the npy format only ({path} is read as {fmt})")
-    if fmt == "spark_csv":
-        return read_spark_csv(
-            path,
-            id_column=id_column,
-            vector_column=vector_column,
-            id_type=id_type,
-            on_bad_row=on_bad_row,
-        )
-    if fmt == "parquet":
-        return read_parquet(
+    if fmt in ("spark_csv", "parquet"):  # the two tables: named id and vector columns
+        read_table = read_spark_csv if fmt == "spark_csv" else read_parquet
+        return read_table(
             path,
             id_column=id_column,
             vector_column=vector_column,

@@ -19,7 +19,7 @@ from embrecall.embeddings import Embeddings, OnBadRow, as_vector_matrix
 from embrecall.errors import InputFormatError
 from embrecall.io._assemble import Layout, assemble
 from embrecall.io._blocks import Block
-from embrecall.io._common import IdType, logger
+from embrecall.io._common import IdType, log_read, logger
 from embrecall.io._ids import resolve_ids
 from embrecall.io._text import not_utf8, open_bytes
 
@@ -61,7 +61,7 @@ def read_npy(
         on_bad_row=on_bad_row,
         id_resolver=lambda raw, usable: resolve_ids(raw, usable, id_type, infer_int=infer_int),
     )
-    logger.info("read %s: %d rows x %d dims in %.2fs", path, n, d, time.perf_counter() - started)
+    log_read(path, n, d, started)
     return emb
 
 

@@ -20,7 +20,7 @@ from embrecall.errors import InputFormatError
 from embrecall.io._assemble import Layout, assemble
 from embrecall.io._blocks import Block, parse_in_threads
 from embrecall.io._bracketed import parse_bracketed
-from embrecall.io._common import IdType, logger
+from embrecall.io._common import IdType, check_columns, log_read
 from embrecall.io._ids import resolve_ids
 
 _BATCH_ROWS = 65_536
@@ -72,13 +72,7 @@ def read_parquet(
         on_bad_row=on_bad_row,
         id_resolver=lambda raw, usable: resolve_ids(raw, usable, id_type, infer_int=False),
     )
-    logger.info(
-        "read %s: %d rows x %d dims in %.2fs",
-        path,
-        len(emb),
-        emb.dim,
-        time.perf_counter() - started,
-    )
+    log_read(path, len(emb), emb.dim, started)
     return emb
 
 
@@ -104,12 +98,7 @@ def _check_columns(file: Path, id_column: str, vector_column: str) -> None:
         names = pq.read_schema(file).names
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputFormatError(f"{file}: not a readable parquet file ({exc})") from exc
-    for name in (id_column, vector_column):
-        if name not in names:
-            raise InputFormatError(
-                f"{file}: no column {name!r} (columns found: {', '.join(map(repr, names))}); "
-                "name the columns with id_column= and vector_column="
-            )
+    check_columns(file, names, id_column, vector_column)
 
 
 def _batches(files: list[Path], id_column: str, vector_column: str):

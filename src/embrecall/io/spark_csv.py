@@ -11,17 +11,21 @@ column, ``[a, b]`` or ``[a,b]``, LF or CRLF) is memory-mapped and parsed by
 bad row, goes through pyarrow's CSV reader: each batch's ``features`` texts are cut at their
 commas and cast to float32 by pyarrow kernels, and only a batch that fails to cast is searched,
 by bisection, for the rows at fault. Both paths parse numbers with the same arrow cast.
+
+:func:`write_spark_csv` writes the same layout, so that what it writes reads back unchanged.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -31,7 +35,7 @@ from embrecall.errors import InputFormatError
 from embrecall.io._assemble import Layout, Problem, assemble
 from embrecall.io._blocks import Block, parse_in_threads, progress_bar
 from embrecall.io._bracketed import parse_bracketed
-from embrecall.io._common import IdType, logger, snippet
+from embrecall.io._common import IdType, check_columns, logger, snippet
 from embrecall.io._fast_csv import read_plain_layout
 from embrecall.io._ids import resolve_ids
 from embrecall.io._text import (
@@ -74,12 +78,7 @@ def read_spark_csv(
     """
     started = time.perf_counter()
     columns = _header(path)
-    for name in (id_column, vector_column):
-        if name not in columns:
-            raise InputFormatError(
-                f"{path}: no column {name!r} (columns found: {', '.join(map(repr, columns))}); "
-                "name the columns with id_column= and vector_column="
-            )
+    check_columns(path, columns, id_column, vector_column)
     blocks = read_plain_layout(path, columns, id_column, vector_column)
     if blocks is not None:
         lines, extra = np.arange(2, sum(len(b) for b in blocks) + 2, dtype=np.int64), []
@@ -101,6 +100,18 @@ def read_spark_csv(
     )
     _log_done(path, emb, time.perf_counter() - started)
     return emb
+
+
+def write_spark_csv(embeddings: Embeddings, path: str | os.PathLike) -> None:
+    """Write ``id,features`` rows with a JSON array per row, as Spark's ``toPandas().to_csv``.
+
+    Floats are written as the shortest text that reads back to the same float32 value.
+    """
+    features = [
+        "[" + ", ".join(repr(float(x)) for x in np.asarray(row, dtype=np.float64)) + "]"
+        for row in embeddings.vectors
+    ]
+    pd.DataFrame({"id": embeddings.ids, "features": features}).to_csv(path, index=False)
 
 
 def _read_general(

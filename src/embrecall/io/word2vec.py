@@ -38,7 +38,7 @@ from embrecall.io._blocks import (
     parse_in_threads,
     progress_bar,
 )
-from embrecall.io._common import IdType, logger, snippet
+from embrecall.io._common import IdType, log_read, snippet
 from embrecall.io._ids import resolve_ids
 from embrecall.io._text import LineBlock, first_line, line_blocks, not_utf8
 
@@ -97,13 +97,7 @@ def read_word2vec(
         id_resolver=lambda raw, usable: resolve_ids(raw, usable, id_type, infer_int=False),
         check_count=check_count,
     )
-    logger.info(
-        "read %s: %d rows x %d dims in %.2fs",
-        path,
-        len(emb),
-        emb.dim,
-        time.perf_counter() - started,
-    )
+    log_read(path, len(emb), emb.dim, started)
     return emb
 
 
