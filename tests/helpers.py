@@ -236,7 +236,8 @@ class ServeProcess:
             stderr=subprocess.PIPE,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + timeout
         while self.port is None and self.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -262,4 +263,6 @@ class ServeProcess:
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=30)
+        code = self.proc.wait(timeout=30)
+        self._reader.join(timeout=10)  # the last lines it logged are in .lines
+        return code

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import import_extra
+from helpers import ServeProcess, import_extra
 
 from .support import USERS, corrupt
 
@@ -43,34 +40,18 @@ def _serve(*args: str) -> subprocess.Popen:
 
 
 def test_serve_runs_a_real_server_process(root):
-    proc = _serve(str(root.path), "--port", "0")
-    lines: list[str] = []
-    port: list[int] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port.append(int(m.group(1)))
-
-    threading.Thread(target=read, daemon=True).start()
+    server = ServeProcess(str(root.path), "--port", "0")
     try:
-        deadline = time.monotonic() + 90
-        while not port and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert port, "".join(lines)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port[0]}", timeout=30) as c:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
             assert c.get("/readyz").json() == {"status": "ready", "version": "v1"}
             r = c.get(f"/v1/users/{USERS[0]}/recommendations?k=3")
             assert r.status_code == 200 and len(r.json()["results"]) == 3
             assert "server" not in r.headers  # no server banner
     finally:
-        proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal after a graceful shutdown
-        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
-    assert any("serving version v1" in line for line in lines)
-    assert any("Finished server process" in line for line in lines)
+        assert server.stop() in (0, -signal.SIGTERM)
+    assert any("serving version v1" in line for line in server.lines)
+    assert any("Finished server process" in line for line in server.lines)
 
 
 def test_serve_refuses_what_it_cannot_serve(tmp_path, artifacts):

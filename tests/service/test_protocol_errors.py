@@ -7,19 +7,13 @@ as uvicorn's "auto" picks it), and to in-process servers on each of uvicorn's tw
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import import_extra
+from helpers import ServeProcess, import_extra
 
 from .support import USERS, LiveServer
 
@@ -120,34 +114,10 @@ def serve_process(tmp_path_factory) -> int:
     from .support import save_version
 
     artifact = save_version(tmp_path_factory.mktemp("framing"), "v1", seed=0)
-    env = {**os.environ, "PYTHONPATH": SRC}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "embrecall", "serve", str(artifact), "--port", "0"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    port: list[int] = []
-
-    def read() -> None:
-        for line in proc.stderr:
-            lines.append(line)
-            m = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port.append(int(m.group(1)))
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + 90
-    while not port and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        assert port, "".join(lines)
-        yield port[0]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
-    assert not any("Traceback" in line for line in lines), "".join(lines)
+    with ServeProcess(str(artifact), "--port", "0") as server:
+        assert server.port, "".join(server.lines)
+        yield server.port
+    assert not any("Traceback" in line for line in server.lines), "".join(server.lines)
 
 
 @pytest.mark.parametrize("name", list(FRAMING))
