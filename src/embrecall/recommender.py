@@ -448,11 +448,21 @@ class Recommender:
         return np.zeros(len(rows) + 1, dtype=np.int64), np.empty(0, dtype=np.int64)
 
     def exclusion_lists(
-        self, kind: str | QueryKind, query_rows: Sequence[int] | np.ndarray, **options: Any
+        self,
+        kind: str | QueryKind,
+        query_rows: Sequence[int] | np.ndarray,
+        *,
+        exclude_seen: bool = True,
     ) -> list[np.ndarray]:
-        """:meth:`exclusions` as one array of target rows per query."""
-        indptr, cols = self.exclusions(kind, query_rows, **options)
-        return [cols[indptr[i] : indptr[i + 1]] for i in range(len(indptr) - 1)]
+        """:meth:`exclusions` as one array of target rows per query (views, no copies: the
+        by-id queries take this path one query at a time)."""
+        kind = self._kind(kind) if isinstance(kind, str) else kind
+        rows = np.asarray(query_rows, dtype=np.int64)
+        if self.excludes_seen(kind, exclude_seen):
+            return [self.seen.rows_for(r) for r in rows]
+        if kind.excludes_self:
+            return [rows[i : i + 1] for i in range(len(rows))]
+        return [rows[:0]] * len(rows)
 
     # -- internals ---------------------------------------------------------------------------
     def _by_id(self, name, query_id, k, exclude, exclude_seen, params) -> Neighbors:
@@ -460,12 +470,10 @@ class Recommender:
         kind = self._kind(name)
         space = self.space(kind.query_space, name)
         rows = space.rows_of(ids, what=ID_WHAT[kind.query_space])
-        excluded = self._listed(kind, len(rows), exclude, single)
-        if self.excludes_seen(kind, exclude_seen):
-            seen = self.seen
-            excluded = [np.concatenate([e, seen.rows_for(r)]) for e, r in zip(excluded, rows)]
-        elif kind.excludes_self:  # never return the query itself
-            excluded = [np.append(e, r) for e, r in zip(excluded, rows)]
+        listed = self._listed(kind, len(rows), exclude, single)
+        # the query kind's own exclusions (seen items, or the query itself), then the request's
+        policy = self.exclusion_lists(kind, rows, exclude_seen=exclude_seen)
+        excluded = [np.concatenate([p, e]) if len(e) else p for p, e in zip(policy, listed)]
         return self._run(kind, space.vectors[rows], k, excluded, params, single)
 
     def _run(self, kind: QueryKind, queries, k, excluded, params, single) -> Neighbors:
