@@ -81,9 +81,8 @@ def by_ids(
     rec = served.rec
     kind = _kind(served, query)
     space = rec.query_space(kind)
-    # every unknown id named at once (those beyond int64 too), as the search would
-    space.rows_of(raw_ids, what=ID_WHAT[kind.query_space])
-    qids = [space.coerce_id(i) for i in raw_ids]
+    # parsed, not coerced: the search names every unknown id at once, those beyond int64 too
+    qids = [space.parse_id(i) for i in raw_ids]
     answer = getattr(rec, query)(qids, k, **_options(kind, exclude, exclude_seen, params))
     return orjson.dumps(
         {
