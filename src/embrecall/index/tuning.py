@@ -22,7 +22,7 @@ from embrecall._progress import bar_disabled
 from embrecall.errors import InvalidArgumentError
 from embrecall.index.faiss_index import VectorIndex
 from embrecall.index.kernel import exact_knn
-from embrecall.index.recall import recall_at_k
+from embrecall.index.recall import recall_against_exact, true_scores
 from embrecall.index.structure import nlist_of, tunable_param
 from embrecall.index.torch_exact import cuda_available
 
@@ -73,12 +73,14 @@ class _Sample:
     truth: np.ndarray
     exclude: list[np.ndarray] | None
     metric: str
+    truth_scores: np.ndarray  # exact scores of ``truth``, computed once for every setting tried
 
     def recalls(self, index: VectorIndex, params: dict) -> np.ndarray:
         """(m,) recall@k of each query, ties tolerated: among identical vectors any choice at
         the k-th place is right."""
         found = index.search(self.queries, self.truth.shape[1], exclude=self.exclude, params=params)
-        return recall_at_k(self.base, self.queries, found[1], self.truth, self.metric)
+        scores = true_scores(self.base, self.queries, found[1], self.metric)
+        return recall_against_exact(found[1], scores, self.truth, self.truth_scores)
 
     def recall(self, index: VectorIndex, params: dict) -> float:
         return float(self.recalls(index, params).mean())
@@ -222,7 +224,8 @@ def _sample(index, base, queries, self_rows, pick, k) -> _Sample:
     own = None if self_rows is None else np.asarray(self_rows)[pick]
     truth = exact_rows(base, q, k, index.metric, own)
     exclude = None if own is None else [np.array([r]) for r in own]
-    return _Sample(base, q, truth, exclude, index.metric)
+    scores = true_scores(base, q, truth, index.metric)
+    return _Sample(base, q, truth, exclude, index.metric, scores)
 
 
 def _confirm(index, tune, hold, param, values, params, recall, target, sweep):
