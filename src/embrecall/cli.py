@@ -114,6 +114,7 @@ def _build(args: argparse.Namespace) -> int:
             tune_k=args.tune_k,
             mips=args.mips,
             progress=None if not args.quiet else False,
+            race=not args.no_race,
         ),
         read_options=read_options,
         catalog_options=catalog_options,
@@ -245,6 +246,11 @@ def _index_lines(q: dict[str, Any]) -> list[str]:
         )
     if q.get("choice"):
         lines.append(f"  chosen        {q['choice']['reason']}")
+        race = q["choice"].get("race")
+        for c in (race or {}).get("candidates", []):
+            lines.append("  " + _race_line(c))
+        if q["choice"].get("p50_ms_measured") is not None:
+            lines.append(f"  at full size  {q['choice']['p50_ms_measured']:.3f} ms p50 measured")
     if q.get("tuning"):
         t = q["tuning"]
         params = ", ".join(f"{k}={v}" for k, v in t["params"].items()) or "-"
@@ -265,6 +271,25 @@ def _index_lines(q: dict[str, Any]) -> list[str]:
             f"({params})"
         )
     return lines
+
+
+def _race_line(c: dict[str, Any]) -> str:
+    """One raced candidate: what it reached and how fast, or why it did not run."""
+    from embrecall.index.memory import format_size
+
+    mark = "*" if c.get("won") else " "
+    head = f"{mark} {c['label']:<34} {c['spec']:<26}"
+    if not c.get("fits"):
+        return f"{head} needs {format_size(c['memory_bytes'])}: over the budget"
+    if "p50_ms" not in c:
+        return f"{head} not built: {c.get('error', '-')}"
+    params = ", ".join(f"{k}={v}" for k, v in c.get("params", {}).items()) or "-"
+    held = c.get("holdout_recall")
+    return (
+        f"{head} recall {c['recall']:.3f} (held out {'-' if held is None else f'{held:.3f}'}) "
+        f"{c['p50_ms']:.3f} ms, ~{c['p50_ms_at_n']:.3f} ms at full size, "
+        f"{format_size(c['memory_bytes'])} ({params})"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -291,8 +316,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="replace an existing artifact")
     b.add_argument(
         "--index",
-        help="faiss factory string for every index, or auto (default: chosen from the size, "
-        "dimension, metric, --max-memory and --max-latency-ms; Flat is exact)",
+        help="faiss factory string for every index, or auto (default: exact search when a "
+        "scan fits --max-latency-ms, else the fastest of a race of candidate kinds tuned to "
+        "--target-recall (0.95) on a sample of the vectors, within --max-memory; Flat is exact)",
+    )
+    b.add_argument(
+        "--no-race",
+        action="store_true",
+        help="auto picks from the size alone, without racing candidates (a faster build)",
     )
     b.add_argument("--max-memory", metavar="SIZE", help="memory budget per index, e.g. 8G or 512M")
     b.add_argument(

@@ -34,6 +34,9 @@ class BuildOptions:
         How ``ip`` indexes search inner product.
     progress : bool, optional
         Progress bars (``None``: only on a terminal).
+    race : bool
+        ``auto`` races candidate kinds on a sample of the vectors when exact search is too slow
+        (see :mod:`embrecall.index.race`); False keeps the size ladder alone (a faster build).
     """
 
     index: Mapping[str, str] | str | None = None
@@ -45,6 +48,7 @@ class BuildOptions:
     tune_k: int = 10
     mips: str = "auto"
     progress: bool | None = None
+    race: bool = True
 
     @classmethod
     def of(cls, options: BuildOptions | None, arguments: Mapping[str, Any]) -> BuildOptions:

@@ -19,10 +19,11 @@ from embrecall.catalog import Catalog
 from embrecall.embeddings import Embeddings, check_query_vectors
 from embrecall.errors import InvalidArgumentError
 from embrecall.index import VectorIndex
-from embrecall.index.choice import AUTO, choose_index
+from embrecall.index.choice import AUTO, IndexChoice, choose_index
 from embrecall.index.faiss_index import Metric
 from embrecall.index.kernel import gather_rows
 from embrecall.index.memory import parse_size
+from embrecall.index.race import race_index, single_query_p50_ms
 from embrecall.index.tuning import tune_to_recall
 from embrecall.interactions import Interactions, SeenItems
 from embrecall.neighbors import Neighbors, join_records
@@ -140,6 +141,7 @@ class Recommender:
         target_recall: float | None = None,
         tune_k: int = 10,
         mips: str = "auto",
+        race: bool = True,
     ) -> Recommender:
         """Build indexes for every query kind the given embeddings allow.
 
@@ -156,8 +158,11 @@ class Recommender:
         metrics : {"recommend": "ip", "similar_items": "cosine", "similar_users": "cosine"}
             Overrides per query kind.
         index : str or {query kind: faiss factory string}
-            ``"auto"`` (the default) picks the kind from the size, dimension, metric, memory
-            budget and latency target (see :mod:`embrecall.index.choice`); ``"Flat"`` is exact.
+            ``"auto"`` (the default) searches exactly when a scan fits the latency target, and
+            otherwise races candidate kinds on a sample of the real vectors and queries, each
+            tuned to the recall target, keeping the fastest that fits the memory budget (see
+            :mod:`embrecall.index.race`; ``race=False``: the size ladder of
+            :mod:`embrecall.index.choice` alone); ``"Flat"`` is exact.
         max_memory : bytes or a size like ``"8G"``, optional
             Budget per index: ``auto`` picks a kind that fits, an explicit spec that cannot fit
             is refused before training.
@@ -166,6 +171,7 @@ class Recommender:
         target_recall : float, optional
             Tune ``nprobe`` / ``efSearch`` of each approximate index to the smallest value whose
             recall@``tune_k`` against exact search reaches this, on a sample of real queries.
+            An index chosen by a race is always tuned, to 0.95 unless this says otherwise.
         mips : "auto" | "augment" | "native"
             How ``ip`` indexes search inner product (see :mod:`embrecall.index.mips`).
         """
@@ -184,34 +190,33 @@ class Recommender:
         spaces = {"items": items, "users": users}
         for space, names in cosine_spaces(kinds).items():
             spaces[space].require_nonzero(f"cosine ({', '.join(names)})")
-        notes: dict[str, dict] = {}
-        for name, kind in list(kinds.items()):
-            if kind.spec == AUTO:
-                target = spaces[kind.target_space]
-                choice = choose_index(
-                    len(target),
-                    target.dim,
-                    kind.metric,
-                    max_memory=budget,
-                    max_latency_ms=opts.max_latency_ms,
-                )
-                kinds[name] = replace(kind, spec=choice.spec)
-                notes.setdefault(kinds[name].index_name, {"choice": choice.to_dict()})
+        choices = _choose_auto(kinds, spaces, opts, budget)
+        kinds = {
+            name: replace(kind, spec=choices[name].spec) if name in choices else kind
+            for name, kind in kinds.items()
+        }
         indexes: dict[str, VectorIndex] = {}
-        for kind in kinds.values():
-            if kind.index_name not in indexes:
-                indexes[kind.index_name] = VectorIndex.build(
-                    spaces[kind.target_space].vectors,
-                    kind.metric,
-                    kind.spec,
-                    search_params=kind.search_params or None,
-                    progress=opts.progress,
-                    mips=opts.mips,
-                    max_memory=budget,
-                    notes=notes.get(kind.index_name),
-                )
-        if opts.target_recall is not None:
-            _tune(indexes, kinds, spaces, opts.target_recall, opts.tune_k, opts.progress)
+        targets: dict[str, float] = {}  # index name -> recall it is tuned to
+        for name, kind in kinds.items():
+            if kind.index_name in indexes:
+                continue
+            choice = choices.get(name)
+            indexes[kind.index_name] = VectorIndex.build(
+                spaces[kind.target_space].vectors,
+                kind.metric,
+                kind.spec,
+                search_params=kind.search_params or None,
+                progress=opts.progress,
+                mips=choice.mips if choice is not None and opts.mips == "auto" else opts.mips,
+                max_memory=budget,
+                notes={"choice": choice.to_dict()} if choice is not None else None,
+            )
+            if opts.target_recall is not None:
+                targets[kind.index_name] = opts.target_recall
+            elif choice is not None and choice.race is not None:
+                targets[kind.index_name] = choice.race["target_recall"]
+        if targets:
+            _tune(indexes, kinds, spaces, targets, opts.tune_k, opts.progress)
             kinds = {
                 name: replace(kind, search_params=indexes[kind.index_name].search_params)
                 for name, kind in kinds.items()
@@ -530,9 +535,47 @@ class Recommender:
             ) from None
 
 
-def _tune(indexes, kinds, spaces, target_recall, k, progress) -> None:
-    """Tune every index to the recall target on the queries its query kinds really ask."""
-    for name, index in indexes.items():
+def _choose_auto(kinds, spaces, opts: BuildOptions, budget) -> dict[str, IndexChoice]:
+    """query kind -> the index choice of each ``auto`` kind: the size ladder, then, when exact
+    search is too slow, a race of candidates on the real vectors (once per space and metric:
+    kinds that would share an index share its race)."""
+    choices: dict[str, IndexChoice] = {}
+    raced: dict[tuple, IndexChoice] = {}
+    for name, kind in kinds.items():
+        if kind.spec != AUTO:
+            continue
+        target = spaces[kind.target_space]
+        choice = choose_index(
+            len(target),
+            target.dim,
+            kind.metric,
+            max_memory=budget,
+            max_latency_ms=opts.max_latency_ms,
+        )
+        key = (kind.target_space, kind.metric)
+        if key in raced:
+            choice = raced[key]
+        elif opts.race and choice.spec != "Flat":
+            won = race_index(
+                target.vectors,
+                None if kind.excludes_self else spaces[kind.query_space].vectors,
+                kind.metric,
+                k=opts.tune_k,
+                target_recall=opts.target_recall,
+                max_memory=budget,
+                mips=opts.mips,
+                progress=opts.progress,
+            )
+            choice = raced[key] = won or choice  # None: no candidate fits; the ladder's holds
+        choices[name] = choice
+    return choices
+
+
+def _tune(indexes, kinds, spaces, targets: Mapping[str, float], k, progress) -> None:
+    """Tune each index named in ``targets`` to its recall target on the queries its query kinds
+    really ask; an index chosen by a race then measures its single-query p50 at full size."""
+    for name, target_recall in targets.items():
+        index = indexes[name]
         # kinds sharing an index share its metric and target space: the first one's queries
         kind = next(kind for kind in kinds.values() if kind.index_name == name)
         queries = spaces[kind.query_space].vectors
@@ -547,6 +590,11 @@ def _tune(indexes, kinds, spaces, target_recall, k, progress) -> None:
             progress=progress,
         )
         index.notes["tuning"] = {"query_kind": kind.name, **tuning.to_dict()}
+        choice = index.notes.get("choice")
+        if choice is not None and "race" in choice:
+            pick = np.random.default_rng(2).choice(len(queries), min(200, len(queries)), False)
+            own = None if self_rows is None else self_rows[pick]
+            choice["p50_ms_measured"] = single_query_p50_ms(index, queries[pick], k, own)
 
 
 def _as_batch(value) -> tuple[list, bool]:

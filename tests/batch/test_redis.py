@@ -70,7 +70,7 @@ def test_a_reader_during_a_write_never_sees_mixed_versions(rec, redis_url):
         client, p = client_of(redis_url), prefix_of(redis_url)
         i = 0
         while True:
-            # A read that began once the writer had returned must see its version: the last one does.
+            # a read begun once the writer returned must see its version: the last one does
             last = done.is_set() and i >= 2
             lists = recall.lookup("recommend", users)  # many ids: one version for all
             reads.append((recall.version, lists))

@@ -39,22 +39,75 @@ _FLAT_QUANTIZER_UP_TO = 16384
 
 @dataclass(frozen=True)
 class IndexChoice:
-    """The chosen factory string, why, and what it costs; ``considered`` lists the ladder."""
+    """The chosen factory string, why, and what it costs; ``considered`` lists the ladder.
+
+    ``mips`` is how an ``ip`` index of this kind searches inner product (``"auto"``,
+    ``"augment"`` or ``"native"``, see :mod:`embrecall.index.mips`). ``race`` holds what each
+    candidate measured when the choice was made by racing them (:mod:`embrecall.index.race`).
+    """
 
     spec: str
     reason: str
     memory_bytes: int
     bytes_per_vector: float
     considered: list[dict] = field(default_factory=list)
+    mips: str = "auto"
+    race: dict | None = None
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "spec": self.spec,
             "reason": self.reason,
             "memory_bytes": self.memory_bytes,
             "bytes_per_vector": round(self.bytes_per_vector, 1),
             "considered": self.considered,
+            "mips": self.mips,
         }
+        if self.race is not None:
+            out["race"] = self.race
+        return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One kind of index the automatic choice may race: its factory string at any size."""
+
+    label: str
+    family: str  # "flat" | "ivf" | "hnsw": how its latency grows with n
+    mips: str  # how an ip index of this kind searches inner product
+    _spec: object = field(repr=False, compare=False)
+
+    def spec(self, n: int) -> str:
+        return self._spec(n)
+
+
+def race_candidates(n: int, d: int, metric: str, mips: str = "auto") -> list[Candidate]:
+    """The kinds ``--index auto`` races for ``n`` vectors: exact search, IVF-Flat (on native
+    inner product, and through the norm augmentation), IVF fast-scan PQ re-ranked on exact
+    vectors, and an HNSW graph on the native metric (up to ``HNSW_MAX_VECTORS``).
+
+    ``mips`` other than ``"auto"`` (a user's explicit choice) applies to every candidate.
+    """
+
+    def ivf_flat(size: int) -> str:
+        nlist = ivf_flat_lists(size)
+        coarse = f"IVF{nlist}_HNSW32" if nlist > _FLAT_QUANTIZER_UP_TO else f"IVF{nlist}"
+        return f"{coarse},Flat"
+
+    def ivf_pq(size: int) -> str:
+        return ivf_pq_spec(size, d, metric)
+
+    out = [Candidate("exact (Flat)", "flat", "native", lambda size: "Flat")]
+    if metric == "ip" and mips == "auto":
+        out.append(Candidate("IVF-Flat, native inner product", "ivf", "native", ivf_flat))
+        out.append(Candidate("IVF-Flat, norm-augmented", "ivf", "augment", ivf_flat))
+    else:
+        out.append(Candidate(f"IVF-Flat ({metric})", "ivf", mips, ivf_flat))
+    out.append(Candidate("IVF fast-scan PQ, re-ranked", "ivf", mips, ivf_pq))
+    if n <= HNSW_MAX_VECTORS:
+        native = "native" if mips == "auto" else mips
+        out.append(Candidate(f"HNSW32 ({metric})", "hnsw", native, lambda size: "HNSW32"))
+    return out
 
 
 def choose_index(
@@ -85,11 +138,11 @@ def choose_index(
     )
 
 
-def estimate_bytes(spec: str, n: int, d: int, metric: str) -> int:
+def estimate_bytes(spec: str, n: int, d: int, metric: str, mips: str = "auto") -> int:
     """Bytes of ``spec`` over ``n`` vectors, in the dimension it will really be built in."""
     from embrecall.index.mips import augmented_dim
 
-    index_dim = augmented_dim(d, spec, metric)
+    index_dim = augmented_dim(d, spec, metric, mips)
     if index_dim is not None:
         return estimate_index_bytes(factory(index_dim, spec, faiss.METRIC_L2), n)
     return estimate_index_bytes(factory(d, spec, FAISS_METRIC.get(metric, faiss.METRIC_L2)), n)
@@ -107,7 +160,7 @@ def _ladder(n: int, d: int, metric: str, exact_ms: float, latency_ms: float):
     m = math.ceil(code_dim / 2)
     what = "inner product through the norm augmentation" if metric == "ip" else metric
     yield (
-        f"{coarse},PQ{m}x4fs,RFlat",
+        ivf_pq_spec(n, d, metric),
         f"IVF fast-scan PQ re-ranked on exact vectors ({what}): {n:,} vectors",
     )
     yield (
@@ -120,6 +173,23 @@ def _ladder(n: int, d: int, metric: str, exact_ms: float, latency_ms: float):
         f"{coarse},PQ{m_small}x4fs",
         f"IVF fast-scan PQ, {m_small} codes ({what}): a very tight budget",
     )
+
+
+def ivf_pq_spec(n: int, d: int, metric: str) -> str:
+    """IVF fast-scan PQ (4-bit codes, two dimensions each) re-ranked on exact vectors."""
+    nlist = ivf_lists(n)
+    coarse = f"IVF{nlist}_HNSW32" if nlist > _FLAT_QUANTIZER_UP_TO else f"IVF{nlist}"
+    code_dim = d + 1 if metric == "ip" else d  # the inner-product transform adds a dimension
+    return f"{coarse},PQ{math.ceil(code_dim / 2)}x4fs,RFlat"
+
+
+def ivf_flat_lists(n: int) -> int:
+    """About 4 sqrt(n) lists for IVF-Flat (faiss's guideline is 4-16 sqrt(n)): its codes are
+    whole vectors, so a probed list costs more than a fast-scan one and shorter lists pay."""
+    nlist = 2 ** round(math.log2(max(4 * math.sqrt(max(n, 1)), 16)))
+    while nlist > 16 and nlist * 39 > n:
+        nlist //= 2
+    return int(min(nlist, 262144))
 
 
 def ivf_lists(n: int) -> int:

@@ -104,6 +104,7 @@ def tune_to_recall(
     holdout_queries: int | None = None,
     seed: int = 0,
     progress: bool | None = None,
+    warn: bool = True,
 ) -> Tuning:
     """Set ``index.search_params`` to the cheapest setting that reaches ``target`` recall@k on
     the tuning sample and on a disjoint held-out sample.
@@ -123,6 +124,7 @@ def tune_to_recall(
         of both the exact and the approximate answers), else None
     holdout_queries : size of the held-out sample; None: as many as ``max_queries``; 0: no
         held-out check (the setting then just reaches the target on the tuning sample)
+    warn : log a warning when the target is out of reach (a race of candidates expects misses)
     """
     if not 0 < target <= 1:
         raise InvalidArgumentError(f"target recall must be in (0, 1], got {target}")
@@ -198,7 +200,7 @@ def tune_to_recall(
         None if hold_recall is None else round(hold_recall, 4),
         None if hold_bound is None else round(hold_bound, 4),
     )
-    if not tuning.reached:
+    if warn and not tuning.reached:
         log.warning(
             "%s: recall@%d %.3f (held out: %s), short of the target %.3f",
             index.spec,
