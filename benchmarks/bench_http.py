@@ -26,6 +26,13 @@ a catalog with title and genres):
    server's resident memory before, at peak and after.
 
 Results go to ``benchmarks/results/bench_http.json`` and a summary to stdout.
+
+``--workers 1,2`` runs a comparison instead: the closed-loop load (``--concurrency``) against
+``embrecall serve --workers N --mmap`` for each N (mapped in every case, so that only the
+number of server processes differs; each with its default ``search_threads``), with the summed
+resident and proportional memory of the server processes, written to
+``benchmarks/results/bench_http_workers.json``. The load generator runs on the same machine,
+so on few cores it takes CPU from the workers.
 """
 
 from __future__ import annotations
@@ -178,7 +185,7 @@ def batching(rec, users) -> dict:
 class OtherLoad:
     """CPU the rest of the machine used meanwhile (other jobs on a shared box), in cores.
 
-    Busy time from /proc/stat minus this process and the server process.
+    Busy time from /proc/stat minus this process and the server's processes.
     """
 
     def __init__(self, server_pid: int | None = None) -> None:
@@ -188,7 +195,8 @@ class OtherLoad:
     def _snapshot(self) -> tuple[float, float, float]:
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
-        ours = _proc_ticks("self") + (_proc_ticks(self.server_pid) if self.server_pid else 0)
+        server = [self.server_pid, *_descendants(self.server_pid)] if self.server_pid else []
+        ours = _proc_ticks("self") + sum(_proc_ticks(pid) for pid in server)  # and its workers
         return time.perf_counter(), user + nice + system + irq + softirq + steal, ours
 
     def cores(self) -> float:
@@ -210,9 +218,12 @@ def _proc_ticks(pid) -> int:
 class Server:
     """``python -m embrecall serve TARGET --port 0`` in a subprocess."""
 
-    def __init__(self, target: Path, env: dict | None = None) -> None:
+    def __init__(self, target: Path, env: dict | None = None, args: tuple[str, ...] = ()) -> None:
         src = str(Path(embrecall.__file__).resolve().parents[1])
         full_env = {**os.environ, "PYTHONPATH": src, **(env or {})}
+        self.workers = 1
+        if "--workers" in args:
+            self.workers = int(args[args.index("--workers") + 1])
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -224,6 +235,7 @@ class Server:
                 "0",
                 "--log-level",
                 "info",
+                *args,
             ],
             env=full_env,
             stderr=subprocess.PIPE,
@@ -248,10 +260,14 @@ class Server:
         if self.port is None:
             self.stop()
             raise RuntimeError("server did not start:\n" + "".join(self.log[-30:]))
+        pids: set[int] = set()
         while time.time() < deadline and self.proc.poll() is None:
-            try:
-                if self.get("/readyz")[0] == 200:
-                    return
+            try:  # every worker ready: each answered /v1/info (a new connection each time)
+                status, body = self.get("/v1/info")
+                if status == 200 and json.loads(body)["version"]:
+                    pids.add(json.loads(body).get("pid"))
+                    if len(pids) >= self.workers:
+                        return
             except OSError:
                 pass
             time.sleep(0.2)
@@ -272,6 +288,25 @@ class Server:
                     return int(line.split()[1]) / 1024
         return float("nan")
 
+    def memory_mib(self) -> dict:
+        """Resident and proportional (shared pages split between sharers) memory summed over
+        the server's processes: the parent and its workers."""
+        pids = [self.proc.pid, *_descendants(self.proc.pid)]
+        total = {"Rss": 0, "Pss": 0}
+        for pid in pids:
+            try:
+                lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                key = line.split(":", 1)[0]
+                if key in total:
+                    total[key] += int(line.split()[1])
+        return {
+            "processes": len(pids),
+            **{f"{k.lower()}_mib": round(v / 1024, 1) for k, v in total.items()},
+        }
+
     def metric(self, name: str) -> float:
         text = self.get("/metrics")[1].decode()
         m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
@@ -283,6 +318,20 @@ class Server:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def _descendants(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid:
+            found += [int(entry.name), *_descendants(int(entry.name))]
+    return found
 
 
 def request_maker(n_users: int, seed: int = 7):
@@ -467,6 +516,37 @@ def swaps_under_load(root: Path, swaps: int, rate: float) -> dict:
         server.stop()
 
 
+# -- workers ---------------------------------------------------------------------------------
+def workers_comparison(path: Path, workers: list[int], seconds: float, concurrencies) -> dict:
+    """The same closed-loop load against ``serve --workers N --mmap`` for each N."""
+    out = {}
+    for n in workers:
+        print(f"    HTTP, --workers {n} --mmap:", flush=True)
+        server = Server(path, args=("--workers", str(n), "--mmap"))
+        try:
+            other = OtherLoad(server.proc.pid)
+            make = request_maker(USERS)
+            asyncio.run(loadgen.closed("127.0.0.1", server.port, make, concurrency=2, seconds=2))
+            run: dict = {"closed": {}}
+            for c in concurrencies:
+                result = asyncio.run(
+                    loadgen.closed("127.0.0.1", server.port, make, concurrency=c, seconds=seconds)
+                )
+                s = run["closed"][str(c)] = result.summary()
+                print(
+                    f"      closed c={c}: {s['throughput_rps']} req/s, p50 {s['p50_ms']} ms, "
+                    f"p99 {s['p99_ms']} ms, non-2xx {s['non_2xx']}",
+                    flush=True,
+                )
+            run["memory"] = server.memory_mib()
+            run["other_jobs_cores"] = other.cores()
+            print(f"      memory of the server processes: {run['memory']}", flush=True)
+        finally:
+            server.stop()
+        out[str(n)] = run
+    return out
+
+
 # -- main ------------------------------------------------------------------------------------
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
@@ -503,8 +583,19 @@ def main(argv: list[str] | None = None) -> int:
         default="threads,inline",
         help="server search modes to compare: threads (search_threads = cores), inline (0)",
     )
-    parser.add_argument("--out", default=str(HERE / "results" / "bench_http.json"))
+    parser.add_argument(
+        "--workers",
+        default=None,
+        help="compare `serve --workers N` for these N (e.g. 1,2) instead of the default runs",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="default: results/bench_http.json, or results/bench_http_workers.json with --workers",
+    )
     args = parser.parse_args(argv)
+    default_out = "bench_http_workers.json" if args.workers else "bench_http.json"
+    args.out = args.out or str(HERE / "results" / default_out)
     print(f"event loop: {loadgen.install_fast_loop()}", flush=True)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -521,6 +612,14 @@ def main(argv: list[str] | None = None) -> int:
         n, index = sizes[name]
         print(f"{name}: {n} items, index {index}", flush=True)
         path = build_artifact(work / f"art-{name}-d{DATA_VERSION}", n, index, seed=11)
+        if args.workers:
+            counts = [int(w) for w in args.workers.split(",")]
+            results["sizes"][name] = {
+                "items": n,
+                "index": index,
+                "workers": workers_comparison(path, counts, args.seconds, concurrencies),
+            }
+            continue
         faiss.omp_set_num_threads(1)  # as the server runs it
         rec = embrecall.load(path)
         inproc = in_process(rec, 3000)
@@ -559,7 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         del rec
         results["sizes"][name] = {"items": n, "index": index, "in_process": inproc, "http": http}
-    if args.swaps:
+    if args.swaps and not args.workers:
         print(f"swaps: {args.swaps} under load, 100k items", flush=True)
         root = work / f"root-d{DATA_VERSION}"
         if not (root / "versions").is_dir() or len(VersionRoot(root).ids()) < 2:

@@ -71,3 +71,25 @@ def test_create_app_needs_a_target(monkeypatch, tmp_path):
 
     with pytest.raises(ArtifactError, match="neither an artifact"):
         create_app(target=str(tmp_path))
+
+
+def test_settings_go_through_the_environment_unchanged():
+    # how `serve --workers` hands its settings to the worker processes
+    s = Settings.from_env(
+        {"EMBRECALL_ADMIN_API_KEY": "s3cret"},
+        target="/srv/recall",
+        watch_interval_s=0.05,
+        access_log=True,
+        canary_min_recall=0.85,
+    )
+    env = s.to_env()
+    assert env["EMBRECALL_API_KEY"] == "" and env["EMBRECALL_ADMIN_API_KEY"] == "s3cret"
+    assert Settings.from_env(env) == s
+
+
+def test_workers_map_the_version_and_share_the_cores():
+    from embrecall.service.workers import worker_settings
+
+    s = worker_settings(Settings.from_env({}, target="x"), workers=64)
+    assert s.mmap is True and s.search_threads == 0  # under one core each
+    assert worker_settings(Settings.from_env({}, search_threads=3), 64).search_threads == 3

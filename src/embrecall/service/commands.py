@@ -31,18 +31,26 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "serve",
         help="serve an artifact or a root of versions over HTTP",
         description="Serve TARGET (one artifact, or a root of versions whose CURRENT pointer is "
-        "watched) with FastAPI on uvicorn, one worker process. API keys come from the "
-        "environment only: EMBRECALL_API_KEY (reads), EMBRECALL_ADMIN_API_KEY (admin); other "
-        "settings from EMBRECALL_* variables (see docs/service.md).",
+        "watched) with FastAPI on uvicorn, in one server process or --workers N. API keys come "
+        "from the environment only: EMBRECALL_API_KEY (reads), EMBRECALL_ADMIN_API_KEY (admin); "
+        "other settings from EMBRECALL_* variables (see docs/service.md).",
     )
     s.add_argument("target", metavar="TARGET", help="an artifact directory or a version root")
     s.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=None, help="port (default 8000; 0 picks a free one)")
     s.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="server processes answering on the port (default 1). More than 1 implies --mmap: "
+        "the workers share one copy of each version; each watches CURRENT and swaps on its own",
+    )
+    s.add_argument(
         "--search-threads",
         type=int,
         default=None,
-        help="searches at once (default: the usable cores)",
+        help="searches at once per process (default: 0, on the event loop, with 1-2 usable "
+        "cores per process, else those cores)",
     )
     s.add_argument(
         "--watch-interval",
@@ -152,12 +160,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         web_page=args.web_page,
         mmap=args.mmap,
     )
-    logger = logging.getLogger("embrecall")
-    if not logger.handlers:  # the CLI, not the library, configures logging
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(settings.log_level.upper())
+    configure_logging(settings.log_level)
+    if args.workers > 1:
+        from embrecall.service.workers import serve_workers
+
+        return serve_workers(settings, args.workers)
     app = create_app(settings)
     service = app.state.service
     single = service.registry.source.mode == "artifact"
@@ -306,6 +313,23 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def configure_logging(level: str) -> None:
+    """The embrecall log lines of `serve` (and of each of its workers) go to stderr."""
+    logger = logging.getLogger("embrecall")
+    if not logger.handlers:  # the CLI, not the library, configures logging
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data) if args.json else text)
 

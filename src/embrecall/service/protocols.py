@@ -6,7 +6,8 @@ plain-text 400 itself. These subclasses answer it as every other refusal is answ
 ``{"error": {"code", "message"}}``, and give the httptools parser the limit on the request head
 that h11 already has (httptools has none: a client could send headers without end).
 
-``embrecall serve`` passes :func:`http_protocol` to ``uvicorn.Config(http=...)``.
+``embrecall serve`` passes :func:`http_protocol` to ``uvicorn.Config(http=...)``; with workers,
+the import string ``embrecall.service.protocols:HttpProtocol``.
 """
 
 from __future__ import annotations
@@ -126,3 +127,10 @@ def http_protocol() -> type:
     except ImportError:
         return JsonErrorsH11Protocol
     return _httptools_protocol()
+
+
+def __getattr__(name: str) -> type:
+    # HttpProtocol: http_protocol() by import string, for a uvicorn config pickled to workers
+    if name == "HttpProtocol":
+        return http_protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,7 @@ Search, exclusion and id logic live in the library; JSON shaping in ``answers``.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -223,11 +224,13 @@ async def search(service: ServiceDep, body: SearchRequest) -> Response:
 
 @read_router.get("/info", tags=["operations"])
 async def info(service: ServiceDep) -> Response:
-    """Served version, available versions, counts, dimensions, metrics, index kinds, limits."""
+    """Served version, available versions, counts, dimensions, metrics, index kinds, limits,
+    and the process id of the server process that answered (one of `serve --workers N`)."""
     served = service.registry.current
     registry = service.registry
     body = {
         "embrecall_version": __version__,
+        "pid": os.getpid(),
         "version": served.version if served else None,
         "loaded_at": served.loaded_at if served else None,
         "loading": registry.loading,

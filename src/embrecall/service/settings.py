@@ -131,6 +131,19 @@ class Settings(BaseModel):
             )
             raise InvalidArgumentError(f"setting {source}: {first['msg']}") from None
 
+    def to_env(self) -> dict[str, str]:
+        """The ``EMBRECALL_*`` variables :meth:`from_env` reads back as these settings (how
+        ``serve --workers`` hands them to its worker processes); the keys included."""
+        env = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            env[ENV_PREFIX + name.upper()] = "" if value is None else str(value)  # "": unset
+        return env
+
     def public(self) -> dict[str, Any]:
         """The limits a client may want to know (no keys, no paths)."""
         return {
