@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pandas._libs.hashtable import Int64HashTable, PyObjectHashTable
 
 from embrecall.errors import (
     DimensionMismatchError,
@@ -35,6 +36,7 @@ RESERVED_ID = -1  # faiss pads missing results with -1, so no real id may be -1
 _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+_SAFE_SQUARED_NORM = _FLOAT32_MAX / 4  # margin for the order of summation near the limit
 OVERFLOW_REASON = "vector is too large: its squared norm overflows float32 (above 3.4e38)"
 
 
@@ -65,7 +67,7 @@ class Embeddings:
         Rows a reader left out; kept for the caller to report.
     """
 
-    __slots__ = ("ids", "vectors", "source", "skipped", "lines", "unit", "_index")
+    __slots__ = ("ids", "vectors", "source", "skipped", "lines", "unit", "_rows_by_id")
 
     def __init__(
         self,
@@ -96,9 +98,9 @@ class Embeddings:
         big = np.flatnonzero(overflow_rows(vectors))
         if big.size:
             raise InvalidVectorError(f"{where(int(big[0]))}: {OVERFLOW_REASON}")
-        index = pd.Index(ids_arr)
-        if not index.is_unique:
-            dup_rows = np.flatnonzero(index.duplicated(keep=False))
+        rows_by_id = _row_table(ids_arr)
+        if len(rows_by_id) != n:
+            dup_rows = np.flatnonzero(pd.Index(ids_arr).duplicated(keep=False))
             first_dup = ids_arr[dup_rows[0]]
             rows = dup_rows[ids_arr[dup_rows] == first_dup][:2]
             raise DuplicateIdError(
@@ -111,7 +113,14 @@ class Embeddings:
         self.skipped = tuple(skipped)
         self.lines = where.lines  # kept so that later checks (e.g. at build) can name the line
         self.unit = unit
-        self._index = index
+        self._rows_by_id = rows_by_id
+
+    def __reduce__(self):
+        # the id table is native and not picklable: rebuild it from the ids
+        return (
+            _rebuild_embeddings,
+            (self.ids, self.vectors, self.source, self.lines, self.unit, self.skipped),
+        )
 
     # -- shape -----------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -146,20 +155,23 @@ class Embeddings:
         """Rows (int64) of ``ids``, -1 for an id not held (an integer beyond int64 included)."""
         if len(ids) == 0:
             return np.empty(0, dtype=np.int64)
-        if self.id_kind == "str":
-            wanted = pd.Index([str(i) for i in ids], dtype=object)
-        else:
-            parsed = [_int_id(i) for i in ids]
-            try:
-                wanted = pd.Index(parsed, dtype=np.int64)
-            except OverflowError:
-                # beyond int64 can never be held: look up the reserved id, which never is
-                wanted = pd.Index([_int64_or_reserved(i) for i in parsed], dtype=np.int64)
-        return self._index.get_indexer(wanted).astype(np.int64, copy=False)
+        if len(ids) == 1 and isinstance(ids, list):  # one query's id: a scalar lookup is 50x
+            return np.array([self._row_or_missing(ids[0])], dtype=np.int64)  # the array one
+        keys = _str_keys(ids) if self.id_kind == "str" else _int64_keys(ids)
+        return self._rows_by_id.lookup(keys).astype(np.int64, copy=False)
+
+    def _row_or_missing(self, id_: object) -> int:
+        key = str(id_) if self.id_kind == "str" else _int_id(id_)
+        try:
+            return self._rows_by_id.get_item(key)
+        except (KeyError, OverflowError):  # not held, or an integer beyond int64
+            return -1
 
     def rows_of(self, ids: Sequence | np.ndarray, *, what: str = "id") -> np.ndarray:
         """Rows (int64) of ``ids``; raises :class:`UnknownIdError` naming the ids not held."""
         rows = self.lookup_rows(ids)
+        if rows.size == 1 and rows[0] >= 0:  # one id, held: no pass over the rows needed
+            return rows
         # parsed, not coerced: an id beyond int64 is named with the others, not raised alone
         missing = [self.parse_id(ids[i]) for i in np.flatnonzero(rows < 0)]
         if missing:
@@ -220,9 +232,41 @@ class Embeddings:
 
     def contains(self, id_: object) -> bool:
         try:
-            return self._index.get_loc(self.coerce_id(id_)) is not None
-        except (KeyError, InputFormatError):  # UnknownIdError (beyond int64) is a KeyError
+            return bool(self.lookup_rows([id_])[0] >= 0)
+        except InputFormatError:  # not an integer, for integer ids
             return False
+
+
+def _rebuild_embeddings(ids, vectors, source, lines, unit, skipped) -> Embeddings:
+    return Embeddings(ids, vectors, source=source, lines=lines, unit=unit, skipped=skipped)
+
+
+def _row_table(ids: np.ndarray) -> Int64HashTable | PyObjectHashTable:
+    """id -> row in pandas' native hash table (what a pandas Index uses inside): every query
+    looks its ids up here, so a lookup is one native call, with no pandas object built for it.
+    A repeated id is stored once, so the table is shorter than ``ids`` when ids repeat."""
+    table = Int64HashTable(len(ids)) if ids.dtype == np.int64 else PyObjectHashTable(len(ids))
+    table.map_locations(ids)
+    return table
+
+
+def _int64_keys(ids: Sequence | np.ndarray) -> np.ndarray:
+    """Integer ids as int64 keys; an id beyond int64, which no index holds, becomes the reserved
+    id, which none holds either. InputFormatError for an id that is not an integer."""
+    if isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind == "i":
+        return ids.astype(np.int64, copy=False)
+    if isinstance(ids, list) and all(type(i) is int for i in ids):  # bool is not int here
+        try:
+            return np.array(ids, dtype=np.int64)
+        except OverflowError:
+            pass
+    return np.array([_int64_or_reserved(_int_id(i)) for i in ids], dtype=np.int64)
+
+
+def _str_keys(ids: Sequence | np.ndarray) -> np.ndarray:
+    keys = np.empty(len(ids), dtype=object)
+    keys[:] = [str(i) for i in ids]
+    return keys
 
 
 def build_embeddings(
@@ -299,11 +343,14 @@ def check_query_vectors(
     inf or NaN) and, with ``nonzero`` (cosine queries), all-zero vectors, which have no direction.
     Returns the (m, d) float32 matrix and whether a single 1-D vector was given.
     """
-    try:
-        with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
-            arr = np.asarray(vectors, dtype=np.float32)
-    except (ValueError, TypeError) as exc:
-        raise InvalidVectorError(f"query is not an array of numbers ({exc})") from exc
+    if isinstance(vectors, np.ndarray) and vectors.dtype == np.float32:
+        arr = vectors  # nothing to convert, so nothing can overflow
+    else:
+        try:
+            with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused just below
+                arr = np.asarray(vectors, dtype=np.float32)
+        except (ValueError, TypeError) as exc:
+            raise InvalidVectorError(f"query is not an array of numbers ({exc})") from exc
     single = arr.ndim == 1
     if single:
         arr = arr[None, :]
@@ -311,6 +358,14 @@ def check_query_vectors(
         raise InvalidVectorError(f"query must be a vector or a 2-D batch, got {arr.ndim}-D")
     if arr.shape[1] != dim:
         raise DimensionMismatchError(f"query has dimension {arr.shape[1]}, index has {dim}")
+    if single:
+        # One squared norm (float64: neither overflows nor underflows) answers every check at
+        # once: NaN or infinity make it NaN or inf, only a zero vector makes it 0, and well
+        # below float32's maximum nothing overflows. Anything else takes the full checks.
+        row = arr[0].astype(np.float64)
+        squared = float(row @ row)
+        if 0.0 < squared < _SAFE_SQUARED_NORM:
+            return np.ascontiguousarray(arr), single
     if not np.isfinite(arr).all():
         raise InvalidVectorError("query vector holds NaN or infinity")
     big = np.flatnonzero(overflow_rows(arr))

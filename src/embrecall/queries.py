@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
@@ -46,21 +47,22 @@ class QueryKind:
     spec: str = "Flat"
     search_params: Mapping[str, int] = field(default_factory=dict)
 
-    @property
+    # cached: every query reads these, and the name took microseconds to build each time
+    @cached_property
     def index_name(self) -> str:
         """Query kinds with the same space, metric and spec share one index."""
         return f"{self.target_space}-{self.metric}-{_slug(self.spec)}"
 
-    @property
+    @cached_property
     def exclusion(self) -> Exclusion | None:
         """What a query by id leaves out: ``"seen"``, ``"self"`` or nothing."""
         return EXCLUSIONS.get(self.name)
 
-    @property
+    @cached_property
     def excludes_seen(self) -> bool:
         return self.exclusion == "seen"
 
-    @property
+    @cached_property
     def excludes_self(self) -> bool:
         return self.exclusion == "self"
 

@@ -479,7 +479,8 @@ class Recommender:
         # the query kind's own exclusions (seen items, or the query itself), then the request's
         policy = self.exclusion_lists(kind, rows, exclude_seen=exclude_seen)
         excluded = [np.concatenate([p, e]) if len(e) else p for p, e in zip(policy, listed)]
-        return self._run(kind, space.vectors[rows], k, excluded, params, single)
+        # take: a fancy index costs five times as much for one row
+        return self._run(kind, space.vectors.take(rows, axis=0), k, excluded, params, single)
 
     def _run(self, kind: QueryKind, queries, k, excluded, params, single) -> Neighbors:
         k = _check_k(k)
@@ -487,8 +488,11 @@ class Recommender:
         scores, rows = index.search(queries, k, exclude=excluded, params=params)
         target = self.space(kind.target_space, kind.name)
         if single:
-            valid = rows[0] >= 0
-            ids, scores = target.ids[rows[0][valid]], scores[0][valid]
+            rows, scores = rows[0], scores[0]
+            if rows.size and rows[-1] < 0:  # fewer than k exist: the padding is at the end
+                valid = rows >= 0
+                rows, scores = rows[valid], scores[valid]
+            ids = target.ids[rows]
         else:
             ids = np.empty(rows.shape, dtype=target.ids.dtype)
             valid = rows >= 0

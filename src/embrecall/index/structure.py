@@ -6,7 +6,8 @@ quantizer...); everything here looks through those layers to the index that does
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import faiss
 
@@ -81,41 +82,90 @@ def search_parameters(
     Passing parameters per call (never ``index.nprobe = ...``) keeps concurrent searches with
     different settings from racing on the shared index.
     """
+    return parameter_maker(index)(params, selector)
+
+
+ParameterMaker = Callable[[Mapping[str, int], "faiss.IDSelector | None"], Any]
+
+
+def parameter_maker(index: faiss.Index) -> ParameterMaker:
+    """:func:`search_parameters` for one index, its wrappers looked through once.
+
+    A search with a selector needs new parameter objects every time (they hold the selector);
+    each downcast is a SWIG call and faiss's keyword constructors cost twice a plain attribute
+    set, so a search keeps this maker and pays for the objects alone.
+    """
     inner = faiss.downcast_index(index)
     if isinstance(inner, faiss.IndexPreTransform):
-        sub = search_parameters(inner.index, params, selector)
-        return (
-            faiss.SearchParametersPreTransform(sel=selector, index_params=sub)
-            if (sub or selector)
-            else None
-        )
+        sub_maker = parameter_maker(inner.index)
+
+        def pre_transform(params, selector):
+            sub = sub_maker(params, selector)
+            if not (sub or selector):
+                return None
+            p = faiss.SearchParametersPreTransform()
+            _set_selector(p, selector)
+            if sub is not None:
+                p.index_params = sub
+            return p
+
+        return pre_transform
     if isinstance(inner, faiss.IndexRefine):
-        sub = search_parameters(inner.base_index, params, selector)
-        p = faiss.IndexRefineSearchParameters(sel=selector, base_index_params=sub)
-        p.k_factor = float(params.get("k_factor", inner.k_factor))
-        return p
+        base_maker = parameter_maker(inner.base_index)
+
+        def refine(params, selector):
+            p = faiss.IndexRefineSearchParameters()
+            _set_selector(p, selector)
+            sub = base_maker(params, selector)
+            if sub is not None:
+                p.base_index_params = sub
+            p.k_factor = float(params.get("k_factor", inner.k_factor))
+            return p
+
+        return refine
     if isinstance(inner, faiss.IndexIVF):
-        p = faiss.SearchParametersIVF(sel=selector)
-        nprobe = int(params.get("nprobe", inner.nprobe))
-        p.nprobe = nprobe
-        if isinstance(faiss.downcast_index(inner.quantizer), faiss.IndexHNSW):
-            # An HNSW coarse quantizer searches with its own efSearch (16 by default), which
-            # caps the lists it can find however large nprobe is: recall stalled at 0.49 on
-            # 1M vectors with nprobe 194. Give it room for the lists asked for.
-            p.quantizer_params = faiss.SearchParametersHNSW(
-                efSearch=max(QUANTIZER_EF_SEARCH, 2 * nprobe)
-            )
-        return p
+        hnsw_quantizer = isinstance(faiss.downcast_index(inner.quantizer), faiss.IndexHNSW)
+
+        def ivf(params, selector):
+            p = faiss.SearchParametersIVF()
+            _set_selector(p, selector)
+            nprobe = int(params.get("nprobe", inner.nprobe))
+            p.nprobe = nprobe
+            if hnsw_quantizer:
+                # An HNSW coarse quantizer searches with its own efSearch (16 by default), which
+                # caps the lists it can find however large nprobe is: recall stalled at 0.49 on
+                # 1M vectors with nprobe 194. Give it room for the lists asked for.
+                quantizer = faiss.SearchParametersHNSW()
+                quantizer.efSearch = max(QUANTIZER_EF_SEARCH, 2 * nprobe)
+                p.quantizer_params = quantizer
+            return p
+
+        return ivf
     if isinstance(inner, faiss.IndexHNSW):
-        p = faiss.SearchParametersHNSW(sel=selector)
-        if "efSearch" in params:
-            p.efSearch = int(params["efSearch"])
+
+        def hnsw(params, selector):
+            p = faiss.SearchParametersHNSW()
+            _set_selector(p, selector)
+            if "efSearch" in params:
+                p.efSearch = int(params["efSearch"])
+            return p
+
+        return hnsw
+    kind = faiss.SearchParametersPQ if isinstance(inner, faiss.IndexPQ) else faiss.SearchParameters
+
+    def selector_only(params, selector):
+        if selector is None:
+            return None
+        p = kind()
+        p.sel = selector
         return p
-    if selector is None:
-        return None
-    if isinstance(inner, faiss.IndexPQ):
-        return faiss.SearchParametersPQ(sel=selector)
-    return faiss.SearchParameters(sel=selector)
+
+    return selector_only
+
+
+def _set_selector(p: faiss.SearchParameters, selector: faiss.IDSelector | None) -> None:
+    if selector is not None:  # None is already the default: no SWIG call for it
+        p.sel = selector
 
 
 def factory(d: int, spec: str, metric: int) -> faiss.Index:
