@@ -247,6 +247,7 @@ def build_embrecall(items, tune_q, target, progress) -> tuple[System, System]:
         x = transform.queries(queries) if transform is not None else queries
         return raw.search(x, K, params=search_parameters(raw, setting, None))[1]
 
+    choice_dict = index.notes.get("choice") or choice_dict  # as the index records it
     notes = {"choice": choice_dict, "race": choice_dict.get("race"), "build_parts": parts}
     notes["mips"] = transform.to_manifest() if transform is not None else None
     notes["memory_bytes"] = index.memory_bytes
