@@ -26,16 +26,15 @@ Systems, every one built here on the same vectors with all cores:
   Its build time is the whole of it (choice + build + tuning), also shown in parts.
 - ``raw faiss``: embrecall's very index object, searched with ``index.search`` and embrecall's
   tuned parameters (and its augmented queries): the overhead pair, not a peer.
-- ``hnswlib``: M=16, ef_construction=200, space ip: the settings of hnswlib's README example.
-  Its ALGO_PARAMS.md finds M 12-48 right for most uses and ef_construction high enough once
-  recall at ef = ef_construction passes 0.9; 200 is the top of the usual 100-200 and well above
-  the 80 below which graphs come out under-built, because inner product with skewed norms is the
-  hard case for graphs.
+- ``hnswlib``: M=16, ef_construction=200, space ip: the values of hnswlib's README example (its
+  ALGO_PARAMS.md: M 12-48 suits most uses; ef_construction is high enough once recall at
+  ef = ef_construction passes 0.9). 200, the top of the usual 100-200, rather than a cheaper
+  build, because inner product with skewed norms is the hard case for graphs.
 - ``usearch``: its defaults (connectivity 16, expansion_add 128), metric ip, dtype f32.
 - ``faiss IVF-Flat``: ``IVF{4 sqrt(n) as a power of two},Flat`` on native inner product (faiss's
   guideline, 4-16 sqrt(n) lists), trained on 64 x nlist vectors.
-- ``faiss HNSW32``: ``HNSW32`` on native inner product, efConstruction 40 (faiss's default,
-  which its wiki's guidelines use; 80 would double a build that already takes longest).
+- ``faiss HNSW32``: ``HNSW32`` on native inner product, efConstruction 40 (faiss's default; 80
+  would about double a build that is already among the longest).
 - ``faiss IVF-PQ-RFlat``: ``IVF{nlist},PQ{d/2}x4fs,RFlat`` on native inner product (fast-scan
   4-bit codes re-ranked on the exact vectors), the same nlist.
 
