@@ -5,10 +5,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
-from helpers import REPO_ROOT, import_extra
+from helpers import REPO_ROOT, SHARED_DATA, import_extra
+
+FAISS_PEERS = {"faiss IVF-Flat", "faiss HNSW32", "faiss IVF-PQ-RFlat"}
 
 
 def _bench_module():
@@ -20,54 +24,102 @@ def _bench_module():
     return module
 
 
-def test_bench_scale_measures_every_engine_and_writes_table_json_and_plot(tmp_path, capsys):
+def _installed(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def test_bench_scale_tunes_every_system_and_reports_held_out_recall(tmp_path, capsys):
     import_extra("matplotlib")
     bench = _bench_module()
     out, png = tmp_path / "scale.json", tmp_path / "scale.png"
-    argv = ["--sizes", "3000", "--queries", "100", "--latency-queries", "30", "--no-als"]
+    argv = ["--sizes", "3000", "--family", "clustered", "--tune-queries", "100"]
+    argv += ["--report-queries", "100", "--sweep-queries", "25"]
     assert bench.main([*argv, "--out", str(out), "--plot", str(png)]) == 0
     report = json.loads(out.read_text())
     (result,) = report["results"]
+    assert result["family"] == "clustered" and (result["n"], result["dim"]) == (3000, 64)
+    assert (result["tune_queries"], result["report_queries"]) == (100, 100)
     assert result["choice"]["spec"] == "Flat"  # 3,000 x 64 is searched exactly
-    engines = set(result["engines"])
-    assert {"embrecall", "raw faiss"} <= engines
-    for point in result["points"]:
-        assert 0 <= point["recall"] <= 1 and point["p50_ms"] > 0 and point["batch_qps"] > 0
-    assert result["at_target"]["embrecall"]["recall"] == 1.0  # exact
+    systems = result["systems"]
+    expected = {"embrecall", "raw faiss"} | FAISS_PEERS
+    expected |= {lib for lib in ("hnswlib", "usearch") if _installed(lib)}
+    assert set(systems) == expected
+    for name, s in systems.items():
+        assert 0 <= s["heldout_recall"] <= 1 and 0 < s["p50_ms"] <= s["p99_ms"], name
+        assert s["build_s"] >= 0 and s["bytes_per_vector"] > 0 and s["batch_qps"] > 0, name
+        assert s["peer"] == (name not in ("embrecall", "raw faiss")), name
+        if s["peer"]:  # tuned on the tuning queries to the target: near it on held-out ones
+            assert s["tuning"]["reached"] and s["heldout_recall"] >= 0.85, name
+    assert systems["embrecall"]["heldout_recall"] == 1.0  # exact
+    assert result["best_peer"] in FAISS_PEERS | {"hnswlib", "usearch"}
+    assert result["vs_best_peer"] > 0
     assert result["overhead_p50"] > 0 and result["overhead_paired"] > 0
+    assert result["embrecall_build"]["total_s"] >= result["embrecall_build"]["build_s"]
+    assert {p["system"] for p in result["points"]} == set(systems)
     assert png.stat().st_size > 10_000
-    assert "fastest at recall@10" in capsys.readouterr().out
+    assert "| clustered 3,000 x 64 | embrecall | `Flat` |" in out.with_suffix(".md").read_text()
+    assert "held-out queries" in capsys.readouterr().out
 
 
-def test_bench_scale_compares_graph_libraries_beside_the_chosen_index(tmp_path):
-    import_extra("hnswlib")
-    import_extra("usearch")
+def test_bench_scale_tunes_embrecall_on_tuning_queries_and_shows_its_race(tmp_path, capsys):
     bench = _bench_module()
     out = tmp_path / "scale.json"
-    argv = ["--sizes", "20000", "--queries", "100", "--latency-queries", "20", "--no-als"]
-    argv += ["--mips-up-to", "0", "--out", str(out), "--plot", ""]
+    argv = ["--sizes", "10000", "--family", "clustered", "--tune-queries", "200"]
+    argv += ["--report-queries", "200", "--sweep-queries", "25", "--peers"]
+    argv += ["--out", str(out), "--plot", ""]
     import embrecall.index.choice as choice
 
-    # 20,000 x 64 would be searched exactly: lower the latency target to get an ANN index.
+    seen = {}
+    real_choose = bench.choose_index
+
+    def racing_choose(n, d, metric, *, vectors=None, queries=None, target_recall=None, **kw):
+        seen.update(queries=queries, target=target_recall, n=len(vectors))
+        chosen = real_choose(n, d, metric)
+        race = [
+            {"spec": chosen.spec, "params": {"nprobe": 9}, "recall": 0.96, "p50_ms": 0.2}
+            | {"memory_bytes": 10**6, "build_s": 1.0, "fits": True, "won": True},
+            {"spec": "HNSW32", "params": {"efSearch": 90}, "recall": 0.95, "p50_ms": 0.4}
+            | {"memory_bytes": 3 * 10**6, "build_s": 5.0, "fits": True, "won": False},
+        ]
+        as_dict = {**chosen.to_dict(), "race": race}
+        return SimpleNamespace(spec=chosen.spec, reason=chosen.reason, to_dict=lambda: as_dict)
+
+    # 10,000 x 64 would be searched exactly: lower the latency target to get an ANN index.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(choice, "DEFAULT_MAX_LATENCY_MS", 0.01)
+        patch.setattr(bench, "choose_index", racing_choose)
         assert bench.main(argv) == 0
+    # the race (and embrecall's tuning) sees the tuning queries only, never the held-out ones
+    assert seen["n"] == 10000 and seen["target"] == 0.95 and len(seen["queries"]) == 200
     (result,) = json.loads(out.read_text())["results"]
+    assert [c["won"] for c in result["race"]] == [True, False]
+    assert "embrecall's race of candidate kinds" in capsys.readouterr().out
+    assert "| `HNSW32` | efSearch=90 | 0.950 | 0.400 |" in out.with_suffix(".md").read_text()
     assert result["choice"]["spec"].startswith("IVF")
-    assert set(result["engines"]) == {"embrecall", "raw faiss", "hnswlib", "usearch"}
-    by_engine: dict[str, list] = {}
+    assert set(result["systems"]) == {"embrecall", "raw faiss"}
+    assert result["best_peer"] is None and result["vs_best_peer"] is None
+    ours = result["systems"]["embrecall"]
+    assert "nprobe" in ours["setting"] and ours["tuning"]["reached"]
+    assert ours["heldout_recall"] >= 0.9
+    by_system: dict[str, dict] = {"embrecall": {}, "raw faiss": {}}
     for p in result["points"]:
-        by_engine.setdefault(p["engine"], []).append(p)
-    assert all(set(p["param"]) == {"ef"} for p in by_engine["hnswlib"] + by_engine["usearch"])
-    assert all(set(p["param"]) == {"nprobe"} for p in by_engine["embrecall"])
-    for engine, points in by_engine.items():
-        recalls = [p["recall"] for p in points]
-        assert recalls[-1] >= 0.9 and recalls[-1] >= recalls[0], engine
-    # embrecall and raw faiss search the same index with the same parameters: the same answers,
-    # except where a tiny nprobe finds fewer than k and embrecall widens the search for the rest.
-    ours = {p["param"]["nprobe"]: p["recall"] for p in by_engine["embrecall"]}
-    raw = {p["param"]["nprobe"]: p["recall"] for p in by_engine["raw faiss"]}
-    assert ours.keys() == raw.keys()
-    assert all(ours[v] >= raw[v] for v in ours)
-    assert all(ours[v] == raw[v] for v in ours if v >= 8)
-    assert result["tuning"]["reached"]
+        by_system[p["system"]][p["param"]["nprobe"]] = p["recall"]
+    # the same index with the same parameters: the same answers, except where a tiny nprobe
+    # finds fewer than k and embrecall widens the search for the rest
+    ours_sweep, raw_sweep = by_system["embrecall"], by_system["raw faiss"]
+    assert ours_sweep.keys() == raw_sweep.keys() and ours["setting"]["nprobe"] in ours_sweep
+    assert all(ours_sweep[v] >= raw_sweep[v] for v in ours_sweep)
+    assert all(ours_sweep[v] == raw_sweep[v] for v in ours_sweep if v >= 8)
+
+
+def test_als_family_tiles_the_real_factors_and_keeps_their_duplicates():
+    if not (SHARED_DATA / "spark-als").exists():
+        pytest.skip("no ../shared/data/spark-als")
+    bench = _bench_module()
+    items, tune_q, report_q, _ = bench.family_vectors("als", 25_000, 64, 50)
+    assert items.shape == (25_000, 10) and tune_q.shape == report_q.shape == (50, 10)
+    real = items[:9724]
+    _, real_counts = np.unique(real, axis=0, return_counts=True)
+    _, copy_counts = np.unique(items[9724:19448], axis=0, return_counts=True)
+    assert sorted(copy_counts) == sorted(real_counts)  # every copy keeps the real duplicates
+    assert not np.isin(items[9724:19448].view("V40"), real.view("V40")).any()  # perturbed
