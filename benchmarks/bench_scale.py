@@ -20,9 +20,9 @@ from the other half.
 
 Systems, every one built here on the same vectors with all cores:
 
-- ``embrecall``: what ``--index auto --target-recall`` gives a user: ``choose_index`` (racing
-  candidate kinds where the installed embrecall does, on the tuning queries), ``VectorIndex``
-  build, ``tune_to_recall`` on the tuning queries only; searched through ``VectorIndex.search``.
+- ``embrecall``: what ``--index auto --target-recall`` gives a user: ``auto_choice`` (a race of
+  candidate kinds on a sample of the items and the tuning queries), ``VectorIndex`` build,
+  ``tune_to_recall`` on the tuning queries only; searched through ``VectorIndex.search``.
   Its build time is the whole of it (choice + build + tuning), also shown in parts.
 - ``raw faiss``: embrecall's very index object, searched with ``index.search`` and embrecall's
   tuned parameters (and its augmented queries): the overhead pair, not a peer.
@@ -67,7 +67,6 @@ scale.md (``markdown()``, for the docs) and scale.png (one panel per family and 
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -87,8 +86,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recsys_data import recsys_vectors  # noqa: E402
 
 from embrecall.index import VectorIndex  # noqa: E402
-from embrecall.index.choice import choose_index, ivf_lists  # noqa: E402
+from embrecall.index.choice import ivf_lists  # noqa: E402
 from embrecall.index.memory import format_size  # noqa: E402
+from embrecall.index.race import auto_choice  # noqa: E402
 from embrecall.index.recall import recall_at_k  # noqa: E402
 from embrecall.index.structure import search_parameters, tunable_param  # noqa: E402
 from embrecall.index.tuning import exact_rows, tune_to_recall  # noqa: E402
@@ -208,14 +208,11 @@ def build_embrecall(items, tune_q, target, progress) -> tuple[System, System]:
     same faiss index called directly."""
     n, d = items.shape
     t0 = time.perf_counter()
-    accepts = inspect.signature(choose_index).parameters
-    race_args = {"vectors": items, "queries": tune_q, "target_recall": target}
-    race_args["progress"] = progress
-    choice = choose_index(n, d, "ip", **{k: v for k, v in race_args.items() if k in accepts})
+    choice = auto_choice(items, tune_q, "ip", k=K, target_recall=target, progress=progress)
     t1 = time.perf_counter()
     choice_dict = choice.to_dict()
     index = VectorIndex.build(
-        items, "ip", choice.spec, progress=progress, notes={"choice": choice_dict}
+        items, "ip", choice.spec, mips=choice.mips, progress=progress, notes={"choice": choice_dict}
     )
     t2 = time.perf_counter()
     tuning = tune_to_recall(index, items, tune_q, target=target, k=K, progress=progress)
@@ -247,7 +244,8 @@ def build_embrecall(items, tune_q, target, progress) -> tuple[System, System]:
         return raw.search(x, K, params=search_parameters(raw, setting, None))[1]
 
     choice_dict = index.notes.get("choice") or choice_dict  # as the index records it
-    notes = {"choice": choice_dict, "race": choice_dict.get("race"), "build_parts": parts}
+    race = (choice_dict.get("race") or {}).get("candidates")
+    notes = {"choice": choice_dict, "race": race, "build_parts": parts}
     notes["mips"] = transform.to_manifest() if transform is not None else None
     notes["memory_bytes"] = index.memory_bytes
     build_s = t3 - t0

@@ -19,11 +19,11 @@ from embrecall.catalog import Catalog
 from embrecall.embeddings import Embeddings, check_query_vectors
 from embrecall.errors import InvalidArgumentError
 from embrecall.index import VectorIndex
-from embrecall.index.choice import AUTO, IndexChoice, choose_index
+from embrecall.index.choice import AUTO, IndexChoice
 from embrecall.index.faiss_index import Metric
 from embrecall.index.kernel import gather_rows
 from embrecall.index.memory import parse_size
-from embrecall.index.race import race_index, single_query_p50_ms
+from embrecall.index.race import auto_choice, single_query_p50_ms
 from embrecall.index.tuning import tune_to_recall
 from embrecall.interactions import Interactions, SeenItems
 from embrecall.neighbors import Neighbors, join_records
@@ -540,38 +540,28 @@ class Recommender:
 
 
 def _choose_auto(kinds, spaces, opts: BuildOptions, budget) -> dict[str, IndexChoice]:
-    """query kind -> the index choice of each ``auto`` kind: the size ladder, then, when exact
-    search is too slow, a race of candidates on the real vectors (once per space and metric:
-    kinds that would share an index share its race)."""
+    """query kind -> the index choice of each ``auto`` kind (:func:`auto_choice`), made once per
+    space and metric: kinds that would share an index share its choice."""
     choices: dict[str, IndexChoice] = {}
-    raced: dict[tuple, IndexChoice] = {}
+    made: dict[tuple, IndexChoice] = {}
     for name, kind in kinds.items():
         if kind.spec != AUTO:
             continue
-        target = spaces[kind.target_space]
-        choice = choose_index(
-            len(target),
-            target.dim,
-            kind.metric,
-            max_memory=budget,
-            max_latency_ms=opts.max_latency_ms,
-        )
         key = (kind.target_space, kind.metric)
-        if key in raced:
-            choice = raced[key]
-        elif opts.race and choice.spec != "Flat":
-            won = race_index(
-                target.vectors,
+        if key not in made:
+            made[key] = auto_choice(
+                spaces[kind.target_space].vectors,
                 None if kind.excludes_self else spaces[kind.query_space].vectors,
                 kind.metric,
                 k=opts.tune_k,
                 target_recall=opts.target_recall,
                 max_memory=budget,
+                max_latency_ms=opts.max_latency_ms,
                 mips=opts.mips,
+                race=opts.race,
                 progress=opts.progress,
             )
-            choice = raced[key] = won or choice  # None: no candidate fits; the ladder's holds
-        choices[name] = choice
+        choices[name] = made[key]
     return choices
 
 

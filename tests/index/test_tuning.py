@@ -141,3 +141,12 @@ def test_torch_exact_answers_equal_faiss_brute_force(skewed, device):
         by_torch = exact_rows(items, queries, 10, metric, own, device=device)
         same = np.mean([len(np.intersect1d(a, b)) for a, b in zip(by_faiss, by_torch)]) / 10
         assert same >= 0.999  # only float-rounding ties may differ
+
+
+def test_a_fall_in_recall_is_not_a_plateau():
+    from embrecall.index.tuning import _plateau
+
+    # a tiny nprobe that came back short was widened, so it scored above the next values
+    assert not _plateau([0.57, 0.34, 0.40, 0.45])
+    assert not _plateau([0.80, 0.90, 0.93, 0.95])
+    assert _plateau([0.801, 0.802, 0.802, 0.803])

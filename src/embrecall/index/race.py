@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from embrecall._progress import bar_disabled
 from embrecall.errors import InvalidArgumentError
-from embrecall.index.choice import Candidate, IndexChoice, estimate_bytes, race_candidates
+from embrecall.index.choice import (
+    Candidate,
+    IndexChoice,
+    choose_index,
+    estimate_bytes,
+    race_candidates,
+)
 from embrecall.index.faiss_index import VectorIndex
 from embrecall.index.memory import format_size
 from embrecall.index.tuning import tune_to_recall
@@ -36,6 +42,39 @@ DEFAULT_TARGET_RECALL = 0.95
 RACE_SAMPLE = 100_000
 TUNING_QUERIES = 300  # tuning sample; as many again are held out to confirm it
 TIMED_QUERIES = 200
+
+
+def auto_choice(
+    target: np.ndarray,
+    queries: np.ndarray | None,
+    metric: str,
+    *,
+    k: int = 10,
+    target_recall: float | None = None,
+    max_memory: int | None = None,
+    max_latency_ms: float | None = None,
+    mips: str = "auto",
+    race: bool = True,
+    progress: bool | None = None,
+) -> IndexChoice:
+    """What ``--index auto`` builds for ``target``: exact search when a scan fits the latency
+    target, else the winner of :func:`race_index` (or, with ``race=False`` or when no raced kind
+    fits the budget, the size ladder of :func:`~embrecall.index.choice.choose_index`)."""
+    n, d = target.shape
+    choice = choose_index(n, d, metric, max_memory=max_memory, max_latency_ms=max_latency_ms)
+    if not race or choice.spec == "Flat":
+        return choice
+    won = race_index(
+        target,
+        queries,
+        metric,
+        k=k,
+        target_recall=target_recall,
+        max_memory=max_memory,
+        mips=mips,
+        progress=progress,
+    )
+    return won or choice
 
 
 def race_index(

@@ -338,6 +338,11 @@ def _bisect(measure, low: int, high: int, target: float) -> None:
 
 
 def _plateau(recalls: list[float]) -> bool:
-    """Three widenings in a row that gained (almost) nothing: the codes, not the search, limit."""
+    """Three widenings in a row that each gained (almost) nothing: the codes, not the search,
+    limit. Each step on its own: recall can fall from one value to the next (a search that
+    comes back short is widened, so a tiny nprobe can score above a larger one) and then climb
+    again, and a fall is not a plateau."""
     last = recalls[-_PLATEAU_STEPS - 1 :]
-    return len(last) > _PLATEAU_STEPS and last[-1] - last[0] < _PLATEAU_GAIN
+    return len(last) > _PLATEAU_STEPS and all(
+        abs(b - a) < _PLATEAU_GAIN for a, b in zip(last, last[1:])
+    )
