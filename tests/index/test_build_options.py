@@ -141,3 +141,13 @@ def test_cli_build_with_budget_and_target_then_inspect(spaces, tmp_path, capsys)
 def _run_json(capsys, argv):
     assert main(argv) == 0
     return capsys.readouterr().out
+
+
+def test_graphs_are_built_with_a_wide_construction_beam(spaces):
+    from embrecall.index import VectorIndex
+    from embrecall.index.faiss_index import HNSW_EF_CONSTRUCTION
+    from embrecall.index.structure import core_index
+
+    items, _ = spaces
+    index = VectorIndex.build(items.vectors[:2000], "cosine", "HNSW16", progress=False)
+    assert core_index(index.index).hnsw.efConstruction == HNSW_EF_CONSTRUCTION == 200

@@ -25,6 +25,7 @@ from embrecall.index.native_output import native_stderr_logged
 from embrecall.index.structure import (
     FAISS_METRIC,
     SEARCH_PARAMS,
+    core_index,
     default_search_params,
     factory,
     faiss_message,
@@ -44,6 +45,10 @@ _TRAIN_SAMPLE = 200_000
 _TRAIN_PER_LIST = 64  # k-means wants >= 39 points per centroid; faiss samples 256 at most
 _PARALLEL_MIN_QUERIES = 16
 _PARAMS_CACHE = 64
+# faiss builds HNSW graphs with efConstruction 40 by default. At 1M x 64 clustered vectors such
+# a graph topped out at recall@10 0.865 (efSearch 2048) on inner product, where hnswlib's
+# default of 200 reached 0.95 at ef 252: the build costs more, the graph answers.
+HNSW_EF_CONSTRUCTION = 200
 
 
 class VectorIndex:
@@ -122,6 +127,9 @@ class VectorIndex:
                 f"more than the memory budget of {format_size(max_memory)}; choose a smaller "
                 "index (or --index auto) or raise --max-memory"
             )
+        graph = core_index(index)
+        if isinstance(graph, faiss.IndexHNSW):
+            graph.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
         built = cls(index, metric, spec, mips=augmentation, notes=notes)
         t0 = time.perf_counter()
         if not index.is_trained:
