@@ -116,3 +116,17 @@ def test_als_family_tiles_the_real_factors_and_keeps_their_duplicates():
     _, copy_counts = np.unique(items[9724:19448], axis=0, return_counts=True)
     assert sorted(copy_counts) == sorted(real_counts)  # every copy keeps the real duplicates
     assert not np.isin(items[9724:19448].view("V40"), real.view("V40")).any()  # perturbed
+
+
+def test_p50_at_the_target_is_read_between_the_settings_around_it():
+    bench = _bench_module()
+    points = [
+        {"system": "a", "recall": 0.90, "p50_ms": 1.0},
+        {"system": "a", "recall": 0.94, "p50_ms": 2.0},
+        {"system": "a", "recall": 0.98, "p50_ms": 4.0},
+        {"system": "b", "recall": 0.96, "p50_ms": 0.5},
+        {"system": "c", "recall": 0.93, "p50_ms": 0.1},
+    ]
+    assert bench.p50_at_recall(points, "a", 0.95) == 2.5
+    assert bench.p50_at_recall(points, "b", 0.95) == 0.5  # its first setting is past it
+    assert bench.p50_at_recall(points, "c", 0.95) is None  # never reached
