@@ -151,3 +151,28 @@ def test_graphs_are_built_with_a_wide_construction_beam(spaces):
     items, _ = spaces
     index = VectorIndex.build(items.vectors[:2000], "cosine", "HNSW16", progress=False)
     assert core_index(index.index).hnsw.efConstruction == HNSW_EF_CONSTRUCTION == 200
+
+
+@pytest.mark.parametrize("excluded", [1, 100, 256, 600])
+def test_ivf_exclusions_answer_as_a_selector_does_whether_fetched_past_or_filtered(
+    spaces, excluded
+):
+    import faiss
+
+    from embrecall.index import VectorIndex
+    from embrecall.index.structure import search_parameters
+
+    items, users = spaces
+    index = VectorIndex.build(
+        items.vectors, "ip", "IVF64,Flat", mips="native", search_params={"nprobe": 4}
+    )
+    rng = np.random.default_rng(excluded)
+    for q in users.vectors[:20]:
+        rows = np.sort(rng.choice(len(items), excluded, replace=False)).astype(np.int64)
+        got_s, got_r = index.search(q[None], 10, exclude=[rows])
+        selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(rows))
+        params = search_parameters(index.index, {"nprobe": 4}, selector)
+        want_s, want_r = index.index.search(q[None], 10, params=params)
+        assert not np.isin(got_r, rows).any()
+        np.testing.assert_allclose(got_s, want_s, rtol=1e-5)  # ties may swap rows, not scores
+        assert (got_r == want_r).mean() > 0.9
