@@ -1,7 +1,7 @@
 """Single-query overhead of embrecall against raw faiss on the very same index object.
 
     python benchmarks/bench_overhead.py                    # 200k items x 64, a few minutes
-    python benchmarks/bench_overhead.py --items 1000000    # the figure in the docs
+    python benchmarks/bench_overhead.py --items 1000000    # searches long enough to hide it
 
 For each index kind (Flat, IVF1024,Flat on native inner product, HNSW32 by default) one
 recommender is built in memory; then each case times embrecall next to ``index.search`` on the
