@@ -361,14 +361,19 @@ class VectorIndex:
             fetch = min(self.ntotal, k + excluded.size)
             s, r = self._faiss_search(q, fetch, params, selector=None)
             rows = r[0]
-            at = np.searchsorted(excluded, rows)  # excluded is sorted and unique
-            at[at == excluded.size] = 0
-            keep = (rows >= 0) & (excluded[at] != rows)
-            if int(keep.sum()) >= want:
+            # as few numpy calls as can be: in a server's loop each costs microseconds
+            at = excluded.searchsorted(rows)  # excluded is sorted and unique
+            np.minimum(at, excluded.size - 1, out=at)
+            keep = excluded[at] != rows
+            if rows[-1] < 0:  # a short answer: its padding is at the end, never kept
+                keep &= rows >= 0
+            kept = np.flatnonzero(keep)[:k]
+            if kept.size == k:
+                return s[0][kept], rows[kept]
+            if kept.size >= want:
                 out_s = np.full(k, np.nan, dtype=np.float32)
                 out_r = np.full(k, -1, dtype=np.int64)
-                kept_r = rows[keep][:k]
-                out_s[: kept_r.size], out_r[: kept_r.size] = s[0][keep][:k], kept_r
+                out_s[: kept.size], out_r[: kept.size] = s[0][kept], rows[kept]
                 return out_s, out_r
             # too few scanned: the selector path below widens the search
         selector = None
