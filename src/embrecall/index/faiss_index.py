@@ -360,21 +360,9 @@ class VectorIndex:
         if 0 < excluded.size <= _OVERFETCH_MAX and self._overfetch_same:
             fetch = min(self.ntotal, k + excluded.size)
             s, r = self._faiss_search(q, fetch, params, selector=None)
-            rows = r[0]
-            # as few numpy calls as can be: in a server's loop each costs microseconds
-            at = excluded.searchsorted(rows)  # excluded is sorted and unique
-            np.minimum(at, excluded.size - 1, out=at)
-            keep = excluded[at] != rows
-            if rows[-1] < 0:  # a short answer: its padding is at the end, never kept
-                keep &= rows >= 0
-            kept = np.flatnonzero(keep)[:k]
-            if kept.size == k:
-                return s[0][kept], rows[kept]
-            if kept.size >= want:
-                out_s = np.full(k, np.nan, dtype=np.float32)
-                out_r = np.full(k, -1, dtype=np.int64)
-                out_s[: kept.size], out_r[: kept.size] = s[0][kept], rows[kept]
-                return out_s, out_r
+            found = _drop_excluded(s[0], r[0], excluded, k, want)
+            if found is not None:
+                return found
             # too few scanned: the selector path below widens the search
         selector = None
         if excluded.size and self._selectors_supported:
@@ -408,13 +396,9 @@ class VectorIndex:
         fetch = min(self.ntotal, k + excluded.size)
         while True:
             s, r = self._faiss_search(q, fetch, params, selector=None)
-            keep = (r[0] >= 0) & ~np.isin(r[0], excluded)
-            s_kept, r_kept = s[0][keep][:k], r[0][keep][:k]
-            if r_kept.size >= want or fetch >= self.ntotal:
-                out_s = np.full(k, np.nan, dtype=np.float32)
-                out_r = np.full(k, -1, dtype=np.int64)
-                out_s[: r_kept.size], out_r[: r_kept.size] = s_kept, r_kept
-                return out_s, out_r
+            found = _drop_excluded(s[0], r[0], excluded, k, 0 if fetch >= self.ntotal else want)
+            if found is not None:
+                return found
             fetch = min(self.ntotal, fetch * 2)
 
     def _faiss_search(
@@ -470,6 +454,28 @@ def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     out /= np.where(norms == 0, 1, norms)
     return out
+
+
+def _drop_excluded(
+    scores: np.ndarray, rows: np.ndarray, excluded: np.ndarray, k: int, want: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One query's over-fetched answer without the ``excluded`` rows (sorted, unique), padded to
+    ``k`` at the end; None when fewer than ``want`` remain. As few numpy calls as can be: in a
+    server's loop each costs microseconds."""
+    at = excluded.searchsorted(rows)
+    np.minimum(at, excluded.size - 1, out=at)
+    keep = excluded[at] != rows
+    if rows[-1] < 0:  # a short answer: its padding is at the end, never kept
+        keep &= rows >= 0
+    kept = np.flatnonzero(keep)[:k]
+    if kept.size == k:
+        return scores[kept], rows[kept]
+    if kept.size < want:
+        return None
+    out_s = np.full(k, np.nan, dtype=np.float32)
+    out_r = np.full(k, -1, dtype=np.int64)
+    out_s[: kept.size], out_r[: kept.size] = scores[kept], rows[kept]
+    return out_s, out_r
 
 
 def _clean_rows(rows: np.ndarray | Sequence[int] | None, ntotal: int) -> np.ndarray:
