@@ -9,6 +9,8 @@ Layout (format version 1)::
       users/ids.npy, users/vectors.npy
       indexes/<name>.faiss     one faiss index per (space, metric, spec)
       catalog.parquet          item metadata (optional)
+      user_catalog.parquet     user metadata (optional)
+      filters/<space>/*.npy    typed filter fields of the catalogues (see embrecall.filters)
       seen/indptr.npy, seen/item_rows.npy   CSR of the items each user has seen (optional)
 
 Writing goes to a temporary sibling directory (``.NAME.tmp-XXXXXXXX``) that is renamed into place,
@@ -153,6 +155,19 @@ def _write(rec: Recommender, staging: Path, target: Path) -> None:
                 "count": len(rec.catalog),
                 "columns": list(rec.catalog.columns),
             }
+        if rec.user_catalog is not None:
+            rec.user_catalog.to_parquet(staging / "user_catalog.parquet")
+            manifest["user_catalog"] = {
+                "file": "user_catalog.parquet",
+                "count": len(rec.user_catalog),
+                "columns": list(rec.user_catalog.columns),
+            }
+        filters = {}
+        for space in ("items", "users"):
+            table = rec.field_table(space)
+            if table is not None:
+                filters[space] = table.save(staging, f"filters/{space}", _save_npy)
+        manifest["filters"] = filters or None
         if rec.seen is not None:
             (staging / "seen").mkdir()
             _save_npy(staging / "seen/indptr.npy", rec.seen.indptr)
@@ -273,6 +288,7 @@ def load_artifact(
     altered, of another format version, or inconsistent with its manifest.
     """
     from embrecall.catalog import Catalog
+    from embrecall.filters import FieldTable
     from embrecall.interactions import SeenItems
     from embrecall.recommender import QueryKind, Recommender
 
@@ -332,6 +348,16 @@ def load_artifact(
         catalog = None
         if manifest.get("catalog"):
             catalog = Catalog.from_parquet(file(manifest["catalog"]["file"]))
+        user_catalog = None
+        if manifest.get("user_catalog"):
+            user_catalog = Catalog.from_parquet(file(manifest["user_catalog"]["file"]))
+        # typed filter fields; an artifact written before filters types them on first use
+        fields = {}
+        for space, entry in (manifest.get("filters") or {}).items():
+            table = FieldTable.load(entry, lambda rel: _load_npy(file(rel), mmap=mmap))
+            if space not in spaces or table.n != len(spaces[space]):
+                raise ArtifactError(f"{root}: filter fields of {space} do not match its rows")
+            fields[space] = table
         seen = None
         if manifest.get("seen"):
             seen = SeenItems(
@@ -353,7 +379,15 @@ def load_artifact(
         "created_at": manifest.get("created_at"),
     }
     rec = Recommender(
-        spaces["items"], spaces.get("users"), indexes, kinds, catalog=catalog, seen=seen, info=info
+        spaces["items"],
+        spaces.get("users"),
+        indexes,
+        kinds,
+        catalog=catalog,
+        seen=seen,
+        info=info,
+        user_catalog=user_catalog,
+        fields=fields,
     )
     log.info("loaded artifact %s in %.2fs", root, time.perf_counter() - t0)
     return rec

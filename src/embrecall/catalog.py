@@ -51,6 +51,9 @@ from embrecall.tables import (
 __all__ = ["Catalog", "read_catalog", "TableFormat"]
 
 MOVIELENS_ID = "movieId"
+# ml-1m users.dat, which has no header
+USERS_DAT_ID = "userId"
+USERS_DAT_COLUMNS = (USERS_DAT_ID, "gender", "age", "occupation", "zip")
 # Candidate id columns, in order of preference; compared case-insensitively and without "_".
 ID_COLUMNS = ("id", "item_id", "itemId", "movieId", "movie_id")
 # Key of the schema metadata that Catalog.to_parquet writes (the artifact's persisted form).
@@ -196,6 +199,12 @@ class Catalog:
             for pos, rec in zip(hit.tolist(), found, strict=True):
                 out[pos] = {k: v if type(v) in _PLAIN else json_safe(v) for k, v in rec.items()}
         return out
+
+    def aligned(self, ids: np.ndarray) -> pa.Table:
+        """The metadata as an Arrow table with one row per id in ``ids`` (of this catalog's id
+        kind), in that order; an id the catalog does not hold gets nulls."""
+        rows = self._index.get_indexer(pd.Index(ids))
+        return self._table.take(pa.array(rows, mask=rows < 0))
 
     def record(self, id_: object) -> dict[str, JsonValue]:
         """Metadata of one id (``{}`` when the catalog does not hold it)."""
@@ -370,12 +379,7 @@ def read_catalog(
     t0 = time.perf_counter()
     kind = detect_format(path, format)
     if kind == "movielens_dat":
-        if id_column not in (None, MOVIELENS_ID):
-            raise InputFormatError(
-                f"{source}: movies.dat has the fixed columns movieId, title, genres; "
-                f"id_column={id_column!r} does not apply"
-            )
-        catalog = _read_movies_dat(path, encoding=encoding)
+        catalog = _read_movielens_dat(path, id_column=id_column, encoding=encoding)
     elif kind == "csv":
         catalog = _read_catalog_csv(path, id_column=id_column, encoding=encoding)
     else:
@@ -387,11 +391,64 @@ def read_catalog(
 
 
 # -- readers ---------------------------------------------------------------------------------
-def _read_movies_dat(path: Path, *, encoding: str | None) -> Catalog:
+def _read_movielens_dat(path: Path, *, id_column: str | None, encoding: str | None) -> Catalog:
+    """A ``::``-separated MovieLens file: ``movies.dat``, or ``users.dat`` (five fields)."""
     source = str(path)
     text = decode_text(read_nonempty(path), encoding, source=source, fallback="iso-8859-1")
-    lines = pa.array(text.split("\n"))
-    lines = pc.utf8_rtrim(lines, characters="\r")
+    lines = pc.utf8_rtrim(pa.array(text.split("\n")), characters="\r")
+    first = next((line for line in lines.to_pylist()[:1000] if line.strip()), "")
+    if len(first.split("::")) == len(USERS_DAT_COLUMNS):
+        fixed, columns = USERS_DAT_ID, USERS_DAT_COLUMNS
+    else:
+        fixed, columns = MOVIELENS_ID, (MOVIELENS_ID, "title", "genres")
+    if id_column not in (None, fixed):
+        raise InputFormatError(
+            f"{source}: this MovieLens file has the fixed columns {', '.join(columns)}; "
+            f"id_column={id_column!r} does not apply"
+        )
+    if fixed == USERS_DAT_ID:
+        return _read_users_dat(lines, source)
+    return _read_movies_dat(lines, source)
+
+
+def _read_users_dat(lines: pa.Array, source: str) -> Catalog:
+    """ml-1m ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``."""
+    pattern = "^" + "::".join(f"(?P<{c}>[^:]*)" for c in USERS_DAT_COLUMNS) + "$"
+    parts = pc.extract_regex(lines, pattern)
+    blank = pc.equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(~blank & parts.is_null().to_numpy(zero_copy_only=False))
+    if bad.size:
+        n = int(bad[0])
+        raise InputFormatError(
+            f"{source}: line {n + 1}: expected UserID::Gender::Age::Occupation::Zip-code, got "
+            f"{_shorten(lines[n].as_py())!r}"
+        )
+    keep = np.flatnonzero(~blank)
+    parts = parts.take(pa.array(keep))
+    columns = {}
+    for name in USERS_DAT_COLUMNS:
+        values = parts.field(name)
+        if name in (USERS_DAT_ID, "age", "occupation"):
+            try:
+                values = pc.cast(values, pa.int64())
+            except pa.ArrowInvalid:
+                n = next(i for i, v in enumerate(values.to_pylist()) if int64_or_none(v) is None)
+                raise InputFormatError(
+                    f"{source}: line {int(keep[n]) + 1}: {name} {values[n].as_py()!r} is not an "
+                    "integer"
+                ) from None
+        columns[name] = values
+    ids = columns.pop(USERS_DAT_ID).to_numpy()
+    return Catalog._build(
+        ids,
+        pa.table(columns),
+        id_column=USERS_DAT_ID,
+        source=source,
+        line_of_row=lambda r: int(keep[r]) + 1,
+    )
+
+
+def _read_movies_dat(lines: pa.Array, source: str) -> Catalog:
     # Greedy title: the first '::' ends the id, the last one starts the genres, so a title
     # holding ':' (or even '::') stays whole.
     parts = pc.extract_regex(lines, r"^(?P<movieId>[^:]*)::(?P<title>.*)::(?P<genres>.*)$")

@@ -43,9 +43,21 @@ class Neighbors:
         ``"ip"``, ``"cosine"`` or ``"l2"``.
     higher_is_better : bool
         The score direction (``False`` for ``l2``: squared distances).
+    filter : dict or None
+        When a filter applied: its ``expressions``, how many rows ``passing`` it, and the
+        ``plan`` that answered (``"scan"`` or ``"index"``, see :mod:`embrecall.index.filtered`).
     """
 
-    __slots__ = ("ids", "scores", "query", "space", "metric", "higher_is_better", "_catalog")
+    __slots__ = (
+        "ids",
+        "scores",
+        "query",
+        "space",
+        "metric",
+        "higher_is_better",
+        "filter",
+        "_catalog",
+    )
 
     def __init__(
         self,
@@ -57,6 +69,7 @@ class Neighbors:
         metric: str,
         higher_is_better: bool,
         catalog: Catalog | None = None,
+        filter: dict[str, Any] | None = None,
     ) -> None:
         self.ids = ids
         self.scores = scores
@@ -64,8 +77,8 @@ class Neighbors:
         self.space = space
         self.metric = metric
         self.higher_is_better = higher_is_better
-        # only item ids have catalogue records
-        self._catalog = catalog if space == "items" else None
+        self.filter = filter
+        self._catalog = catalog
 
     # -- the (ids, scores) pair ------------------------------------------------------------------
     def __iter__(self):
@@ -120,7 +133,7 @@ class Neighbors:
         """One query's answer as the CLI's ``--json`` prints it: ``query, id, k, metric, score,
         returned, results`` (``k`` is the k asked; ``returned`` is fewer when fewer exist)."""
         results = self.to_records()
-        return {
+        out = {
             "query": self.query,
             "id": id,
             "k": k,
@@ -129,6 +142,9 @@ class Neighbors:
             "returned": len(results),
             "results": results,
         }
+        if self.filter is not None:
+            out["filter"] = self.filter
+        return out
 
     def _like(self, ids: np.ndarray, scores: np.ndarray) -> Neighbors:
         """The same query kind, space, metric and catalogue over other ids and scores."""

@@ -18,9 +18,11 @@ import numpy as np
 from embrecall.catalog import Catalog
 from embrecall.embeddings import Embeddings, check_query_vectors
 from embrecall.errors import InvalidArgumentError
+from embrecall.filters import FieldTable, parse_filters
 from embrecall.index import VectorIndex
 from embrecall.index.choice import AUTO, IndexChoice
 from embrecall.index.faiss_index import Metric
+from embrecall.index.filtered import filtered_search
 from embrecall.index.kernel import gather_rows
 from embrecall.index.memory import parse_size
 from embrecall.index.race import auto_choice, single_query_p50_ms
@@ -108,13 +110,18 @@ class Recommender:
         catalog: Catalog | None = None,
         seen: SeenItems | None = None,
         info: Mapping[str, Any] | None = None,
+        user_catalog: Catalog | None = None,
+        fields: Mapping[str, FieldTable] | None = None,
     ) -> None:
         self.items = items
         self.users = users
         self.indexes = dict(indexes)
         self.query_kinds = dict(query_kinds)
         self.catalog = catalog
+        self.user_catalog = user_catalog
         self.seen = seen
+        # filter fields per space: from the artifact, else typed from the catalogues on first use
+        self._fields: dict[str, FieldTable] = dict(fields or {})
         self.info = dict(info or {})
         for kind in self.query_kinds.values():
             if kind.index_name not in self.indexes:
@@ -131,6 +138,7 @@ class Recommender:
         *,
         catalog: Catalog | None = None,
         interactions: Interactions | None = None,
+        user_catalog: Catalog | None = None,
         options: BuildOptions | None = None,
         metrics: Mapping[str, Metric] | None = None,
         index: Mapping[str, str] | str | None = None,
@@ -150,7 +158,11 @@ class Recommender:
         items, users : Embeddings
             ``users`` may be omitted: then only ``similar_items`` and by-vector queries work.
         catalog : Catalog, optional
-            Item metadata joined onto results.
+            Item metadata joined onto results; its fields are what item filters test
+            (``genres=Comedy``, and ``year`` parsed from MovieLens titles).
+        user_catalog : Catalog, optional
+            User metadata (ml-1m ``users.dat``: gender, age, occupation, zip), joined onto
+            ``similar_users`` results and what their filters test.
         interactions : Interactions, optional
             Who has seen what; ``recommend`` excludes seen items by default.
         options : BuildOptions, optional
@@ -227,7 +239,17 @@ class Recommender:
         seen = None
         if interactions is not None and users is not None:
             seen = SeenItems.from_interactions(interactions, users=users, items=items)
-        return cls(items, users, indexes, kinds, catalog=catalog, seen=seen)
+        if user_catalog is not None and users is not None:
+            user_catalog = user_catalog.with_id_kind(users.id_kind)
+            user_catalog.check_coverage(users.ids)
+        else:
+            user_catalog = None
+        rec = cls(
+            items, users, indexes, kinds, catalog=catalog, seen=seen, user_catalog=user_catalog
+        )
+        for space in ("items", "users"):
+            rec.field_table(space)  # typed once here, saved in the artifact
+        return rec
 
     def save(self, path: str, *, overwrite: bool = False) -> None:
         """Write this recommender as a versioned artifact directory (see ``embrecall.artifact``)."""
@@ -244,15 +266,18 @@ class Recommender:
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         exclude_seen: bool = True,
         params: Mapping[str, int] | None = None,
+        filter: str | Sequence[str] | None = None,
     ) -> Neighbors:
         """Top-``k`` items for a user id (or a batch of them), by the user's vector.
 
         Items the user has seen (when interactions were loaded) are excluded inside the search
         unless ``exclude_seen=False``; ``exclude`` adds item ids to leave out (ids the catalogue
         does not hold are ignored). For a batch, ``exclude`` is one list for every query or a
-        list of lists, one per query.
+        list of lists, one per query. ``filter`` keeps only items whose catalogue fields pass
+        every expression (``["genres=Comedy", "year>=2000"]``; see :mod:`embrecall.filters`):
+        the exact filtered top-k, k kept whenever k items pass.
         """
-        return self._by_id("recommend", user_id, k, exclude, exclude_seen, params)
+        return self._by_id("recommend", user_id, k, exclude, exclude_seen, params, filter)
 
     def similar_items(
         self,
@@ -261,9 +286,11 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
+        filter: str | Sequence[str] | None = None,
     ) -> Neighbors:
-        """Items most like an item id (the item itself excluded)."""
-        return self._by_id("similar_items", item_id, k, exclude, True, params)
+        """Items most like an item id (the item itself excluded), among those passing
+        ``filter`` when given."""
+        return self._by_id("similar_items", item_id, k, exclude, True, params, filter)
 
     def similar_users(
         self,
@@ -272,26 +299,34 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
+        filter: str | Sequence[str] | None = None,
     ) -> Neighbors:
-        """Users most like a user id (the user itself excluded)."""
-        return self._by_id("similar_users", user_id, k, exclude, True, params)
+        """Users most like a user id (the user itself excluded), among those passing
+        ``filter`` (fields of the user catalogue) when given."""
+        return self._by_id("similar_users", user_id, k, exclude, True, params, filter)
 
     # -- queries by raw vector ---------------------------------------------------------------
-    def recommend_by_vector(self, vector, k: int = 10, *, exclude=None, params=None) -> Neighbors:
+    def recommend_by_vector(
+        self, vector, k: int = 10, *, exclude=None, params=None, filter=None
+    ) -> Neighbors:
         """Top-``k`` items for a raw user vector (d,) or a batch (m, d)."""
-        return self.search("recommend", vector, k, exclude=exclude, params=params)
+        return self.search("recommend", vector, k, exclude=exclude, params=params, filter=filter)
 
     def similar_items_by_vector(
-        self, vector, k: int = 10, *, exclude=None, params=None
+        self, vector, k: int = 10, *, exclude=None, params=None, filter=None
     ) -> Neighbors:
         """Items closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
-        return self.search("similar_items", vector, k, exclude=exclude, params=params)
+        return self.search(
+            "similar_items", vector, k, exclude=exclude, params=params, filter=filter
+        )
 
     def similar_users_by_vector(
-        self, vector, k: int = 10, *, exclude=None, params=None
+        self, vector, k: int = 10, *, exclude=None, params=None, filter=None
     ) -> Neighbors:
         """Users closest (cosine by default) to a raw vector (d,) or a batch (m, d)."""
-        return self.search("similar_users", vector, k, exclude=exclude, params=params)
+        return self.search(
+            "similar_users", vector, k, exclude=exclude, params=params, filter=filter
+        )
 
     def search(
         self,
@@ -301,16 +336,18 @@ class Recommender:
         *,
         exclude: Iterable[IdLike] | Sequence[Iterable[IdLike]] | None = None,
         params: Mapping[str, int] | None = None,
+        filter: str | Sequence[str] | None = None,
     ) -> Neighbors:
         """Search one query kind's index with raw vectors: (d,) -> 1-D results, (m, d) -> 2-D.
 
-        Only ``exclude`` is left out: a raw vector has no seen items and no self.
+        Only ``exclude`` is left out: a raw vector has no seen items and no self. ``filter``
+        keeps only targets passing every expression.
         """
         kind = self._kind(query_kind)
         index = self.indexes[kind.index_name]
         queries, single = check_query_vectors(vector, index.dim, nonzero=kind.metric == "cosine")
         excluded = self._listed(kind, len(queries), exclude, single)
-        return self._run(kind, queries, k, excluded, params, single)
+        return self._run(kind, queries, k, excluded, params, single, filter)
 
     # -- results with metadata ---------------------------------------------------------------
     def results(self, ids: Ids, scores: Scores, *, space: str = "items") -> list[dict[str, Any]]:
@@ -318,7 +355,7 @@ class Recommender:
 
         The same as ``Neighbors.records``; kept for ``rec.results(*rec.recommend(...))``.
         """
-        return join_records(ids, scores, self.catalog if space == "items" else None)
+        return join_records(ids, scores, self.catalog_of(space))
 
     def find_items(self, text: str, limit: int) -> tuple[list, bool]:
         """Item ids whose title contains ``text`` (any case), in catalog order, at most
@@ -392,6 +429,14 @@ class Recommender:
             "catalog": None
             if self.catalog is None
             else {"count": len(self.catalog), "columns": list(self.catalog.columns)},
+            "user_catalog": None
+            if self.user_catalog is None
+            else {"count": len(self.user_catalog), "columns": list(self.user_catalog.columns)},
+            "filters": {
+                space: table.describe()
+                for space in ("items", "users")
+                if (table := self.field_table(space)) is not None
+            },
             "seen": None
             if self.seen is None
             else {"users": int(self.seen.n_users), "interactions": int(self.seen.nnz)},
@@ -469,8 +514,44 @@ class Recommender:
             return [rows[i : i + 1] for i in range(len(rows))]
         return [rows[:0]] * len(rows)
 
+    # -- filters -----------------------------------------------------------------------------
+    def catalog_of(self, space: str) -> Catalog | None:
+        """The catalogue of a space: item metadata, or user metadata (``user_catalog``)."""
+        return self.catalog if space == "items" else self.user_catalog
+
+    def field_table(self, space: str) -> FieldTable | None:
+        """The filter fields of ``space`` (None without a catalogue for it)."""
+        table = self._fields.get(space)
+        if table is None:
+            catalog = self.catalog_of(space)
+            embeddings = self.items if space == "items" else self.users
+            if catalog is None or embeddings is None:
+                return None
+            table = self._fields[space] = FieldTable.from_catalog(catalog, embeddings.ids)
+        return table
+
+    def compile_filter(self, space: str, filter: str | Sequence[str]):
+        """The rows of ``space`` passing every expression of ``filter``, as a
+        :class:`~embrecall.filters.RowFilter` (cached per filter).
+
+        Raises
+        ------
+        InvalidArgumentError
+            The space has no catalogue, or an expression names an unknown field, uses a bad
+            operator, or gives text where a number is needed.
+        """
+        conditions = parse_filters(filter)
+        table = self.field_table(space)
+        if table is None:
+            what = "a catalog" if space == "items" else "a user catalog (--user-catalog)"
+            raise InvalidArgumentError(
+                f"filter {', '.join(map(str, conditions))}: this version has no {what} for "
+                f"{space} to filter on"
+            )
+        return table.compile(conditions)
+
     # -- internals ---------------------------------------------------------------------------
-    def _by_id(self, name, query_id, k, exclude, exclude_seen, params) -> Neighbors:
+    def _by_id(self, name, query_id, k, exclude, exclude_seen, params, filter=None) -> Neighbors:
         ids, single = _as_batch(query_id)
         kind = self._kind(name)
         space = self.space(kind.query_space, name)
@@ -480,13 +561,22 @@ class Recommender:
         policy = self.exclusion_lists(kind, rows, exclude_seen=exclude_seen)
         excluded = [np.concatenate([p, e]) if len(e) else p for p, e in zip(policy, listed)]
         # take: a fancy index costs five times as much for one row
-        return self._run(kind, space.vectors.take(rows, axis=0), k, excluded, params, single)
+        queries = space.vectors.take(rows, axis=0)
+        return self._run(kind, queries, k, excluded, params, single, filter)
 
-    def _run(self, kind: QueryKind, queries, k, excluded, params, single) -> Neighbors:
+    def _run(self, kind: QueryKind, queries, k, excluded, params, single, filter=None):
         k = _check_k(k)
         index = self.indexes[kind.index_name]
-        scores, rows = index.search(queries, k, exclude=excluded, params=params)
         target = self.space(kind.target_space, kind.name)
+        applied = None
+        if filter is None:
+            scores, rows = index.search(queries, k, exclude=excluded, params=params)
+        else:
+            allowed = self.compile_filter(kind.target_space, filter)
+            scores, rows, plan = filtered_search(
+                index, target.vectors, queries, k, allowed, exclude=excluded, params=params
+            )
+            applied = {"expressions": allowed.expressions, "passing": allowed.count, "plan": plan}
         if single:
             rows, scores = rows[0], scores[0]
             if rows.size and rows[-1] < 0:  # fewer than k exist: the padding is at the end
@@ -505,7 +595,8 @@ class Recommender:
             space=kind.target_space,
             metric=kind.metric,
             higher_is_better=index.higher_is_better,
-            catalog=self.catalog,
+            catalog=self.catalog if kind.target_space == "items" else self.user_catalog,
+            filter=applied,
         )
 
     def _listed(self, kind: QueryKind, m: int, exclude, single: bool) -> list[np.ndarray]:

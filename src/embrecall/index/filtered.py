@@ -1,0 +1,206 @@
+"""Search restricted to the rows a filter passes: the exact filtered top-k, planned per query.
+
+Which rows pass is known exactly before the search (a :class:`~embrecall.filters.RowFilter`:
+a row mask, its count and a packed bitmap), so the plan is picked from the count:
+
+- ``scan``: few rows pass. Their vectors are scored exactly (one BLAS product), which is
+  cheaper than steering an approximate index towards a few needles and is exact.
+- ``index``: many pass. The index is searched with a faiss ``IDSelectorBitmap`` of the passing,
+  non-excluded rows, its search parameters widened by ``1 / selectivity`` so that it meets as
+  many passing candidates as an unfiltered search meets candidates; a query that still comes
+  back short is widened further, then scanned.
+
+Exclusions (seen items, the query itself, a request's list) combine with the filter: an
+excluded row is cleared from the bitmap, or scored out in a scan. So ``k`` results come back
+whenever ``k`` rows pass and are not excluded, and never a row that fails the filter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+import faiss
+import numpy as np
+
+from embrecall.errors import InvalidArgumentError
+from embrecall.index.faiss_index import VectorIndex, _check_params, _clean_rows, _prepare
+from embrecall.index.structure import core_index, widen
+
+if TYPE_CHECKING:
+    from embrecall.filters import RowFilter
+
+Plan = Literal["scan", "index"]
+PLANS: tuple[str, ...] = ("scan", "index")
+# Scan when at most this share of the rows pass (and always below SCAN_MIN_ROWS): measured on
+# 1M x 64 (benchmarks/bench_filters.py), an exact scan of 2% of the rows costs about what an IVF
+# or HNSW search with a selector costs once widened for that selectivity.
+SCAN_SHARE = 0.02
+SCAN_MIN_ROWS = 4096
+# A scan of an exact index's passing rows beats faiss's full scan with a selector up to here.
+EXACT_SCAN_SHARE = 0.5
+# The widened efSearch stays below this multiple of the tuned one: past it a graph search costs
+# more than the scan it was meant to avoid.
+_MAX_EF_FACTOR = 64
+
+
+def plan_for(index: VectorIndex, allowed: RowFilter) -> Plan:
+    """``scan`` or ``index`` for a filter passing ``allowed.count`` of ``index.ntotal`` rows."""
+    share = EXACT_SCAN_SHARE if index.is_exact else SCAN_SHARE
+    if allowed.count <= max(SCAN_MIN_ROWS, share * index.ntotal):
+        return "scan"
+    if not index._selectors_supported:  # e.g. IndexPQ: no selector, so no filtered search
+        return "scan"
+    return "index"
+
+
+def filtered_search(
+    index: VectorIndex,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    allowed: RowFilter,
+    *,
+    exclude: Sequence[np.ndarray | None] | None = None,
+    params: Mapping[str, int] | None = None,
+    plan: Plan | None = None,
+) -> tuple[np.ndarray, np.ndarray, Plan]:
+    """Top-``k`` rows among those ``allowed`` passes, never an excluded one.
+
+    Parameters
+    ----------
+    index : the space's index (its metric and search parameters)
+    base : (n, d) float32, the raw vectors the index was built from (scored by a scan)
+    queries : (m, d) float32, validated by the caller
+    k : int >= 1
+    allowed : the compiled filter over the ``n`` rows
+    exclude : m int64 row arrays (or None), optional
+    params : per-call search parameters, optional
+    plan : ``"scan"`` or ``"index"`` to force one (benchmarks, tests); default: :func:`plan_for`
+
+    Returns
+    -------
+    scores : (m, k') float32, rows : (m, k') int64, k' = min(k, n), padded with -1 / NaN at the
+    end when fewer pass; and the plan that answered.
+    """
+    merged = dict(index.search_params)
+    if params:
+        _check_params(params)
+        merged.update(params)
+    m = queries.shape[0]
+    kk = min(int(k), index.ntotal)
+    excluded = [
+        _clean_rows(exclude[i] if exclude is not None else None, index.ntotal) for i in range(m)
+    ]
+    if plan is None:
+        plan = plan_for(index, allowed)
+    elif plan not in PLANS:
+        raise InvalidArgumentError(f"plan must be one of {', '.join(PLANS)}, not {plan!r}")
+    if plan == "scan" or kk == 0:
+        scores, rows = scan(index.metric, base, queries, kk, allowed.rows, excluded)
+        return scores, rows, "scan"
+    scores = np.full((m, kk), np.nan, dtype=np.float32)
+    rows = np.full((m, kk), -1, dtype=np.int64)
+    wide = widened(index, merged, allowed.selectivity, kk)
+    q = _prepare(queries, index.metric)
+    shared = None
+    if not any(e.size for e in excluded):  # one selector for the whole batch
+        shared = faiss.IDSelectorBitmap(allowed.packed)
+        s, r = index._faiss_search(q, kk, wide, selector=shared)
+        scores[:], rows[:] = s, r
+    for i in range(m):
+        want = min(kk, allowed.count - int(np.count_nonzero(allowed.mask[excluded[i]])))
+        if shared is not None and (want == 0 or rows[i, want - 1] >= 0):
+            continue
+        packed = allowed.packed_without(excluded[i]) if shared is None else allowed.packed
+        s, r = _search_until(index, q[i : i + 1], kk, wide, packed, want)
+        if r is None:  # the widest search still came back short: score the rows themselves
+            s, r = scan(index.metric, base, queries[i : i + 1], kk, allowed.rows, excluded[i:])
+            s, r = s[0], r[0]
+        scores[i], rows[i] = s, r
+    scores[rows < 0] = np.nan
+    return scores, rows, "index"
+
+
+def widened(index: VectorIndex, params: dict, selectivity: float, k: int) -> dict:
+    """Search parameters that meet as many passing rows as ``params`` meet rows unfiltered."""
+    core = core_index(index.index)
+    grow = 1.0 / max(selectivity, 1e-9)
+    if isinstance(core, faiss.IndexIVF):
+        nprobe = int(params.get("nprobe", core.nprobe))
+        return {**params, "nprobe": min(core.nlist, math.ceil(nprobe * grow))}
+    if isinstance(core, faiss.IndexHNSW):
+        ef = max(int(params.get("efSearch", core.hnsw.efSearch)), k)
+        grow = min(grow, _MAX_EF_FACTOR)
+        return {**params, "efSearch": min(index.ntotal, math.ceil(ef * grow))}
+    return dict(params)
+
+
+def _search_until(
+    index: VectorIndex, q: np.ndarray, k: int, params: dict, packed: np.ndarray, want: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One query with a bitmap selector, widened until ``want`` rows come back (None if never)."""
+    selector = faiss.IDSelectorBitmap(packed)
+    current = params
+    while True:
+        s, r = index._faiss_search(q, k, current, selector=selector)
+        if want == 0 or r[0, want - 1] >= 0:
+            return s[0], r[0]
+        wider = widen(index.index, current, k)
+        if wider is None:
+            return s[0], None
+        current = wider
+
+
+def scan(
+    metric: str,
+    base: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    rows: np.ndarray,
+    excluded: Sequence[np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` of ``queries`` over the sorted ``rows`` of ``base``, minus ``excluded``.
+
+    Returns (m, k) float32 scores and int64 rows, best first, padded with NaN / -1.
+    """
+    m = queries.shape[0]
+    out_s = np.full((m, k), np.nan, dtype=np.float32)
+    out_r = np.full((m, k), -1, dtype=np.int64)
+    if rows.size == 0 or k == 0:
+        return out_s, out_r
+    sub = base.take(rows, axis=0)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    if metric == "cosine":
+        sub = _prepare(sub, "cosine")
+        q = _prepare(q, "cosine")
+    scores = q @ sub.T  # (m, c)
+    higher = metric != "l2"
+    if not higher:  # squared L2: |x|^2 - 2 x.q + |q|^2
+        scores = (
+            np.einsum("ij,ij->i", sub, sub)[None, :]
+            - 2 * scores
+            + np.einsum("ij,ij->i", q, q)[:, None]
+        )
+    worst = -np.inf if higher else np.inf
+    for i in range(m):
+        ex = excluded[i] if i < len(excluded) else None
+        if ex is not None and ex.size:
+            at = np.searchsorted(rows, ex)
+            hit = at < rows.size
+            hit[hit] = rows[at[hit]] == ex[hit]
+            scores[i, at[hit]] = worst
+    order_key = -scores if higher else scores
+    take = min(k, rows.size)
+    if take < rows.size:
+        part = np.argpartition(order_key, take - 1, axis=1)[:, :take]
+    else:
+        part = np.broadcast_to(np.arange(rows.size), (m, rows.size))
+    for i in range(m):
+        cand = part[i]
+        best = cand[np.argsort(order_key[i, cand], kind="stable")]
+        best = best[np.isfinite(scores[i, best])]
+        out_s[i, : best.size] = scores[i, best]
+        out_r[i, : best.size] = rows[best]
+    return out_s, out_r
