@@ -105,6 +105,7 @@ def _build(args: argparse.Namespace) -> int:
         out=args.out,
         catalog=args.catalog,
         interactions=args.interactions,
+        user_catalog=args.user_catalog,
         options=BuildOptions(
             index=specs,
             metrics=metrics,
@@ -148,6 +149,8 @@ def _cmd_query(args: argparse.Namespace) -> int:
     }
     if params:
         kwargs["params"] = params
+    if args.filter:
+        kwargs["filter"] = args.filter
     answer = getattr(rec, method)(args.id, **kwargs)
     print(
         query_output(
@@ -158,6 +161,7 @@ def _cmd_query(args: argparse.Namespace) -> int:
             k=args.k,
             metric=answer.metric,
             score=answer.score,
+            filter=answer.filter,
         )
     )
     return 0
@@ -312,6 +316,10 @@ def _parser() -> argparse.ArgumentParser:
         "--interactions",
         help="who has seen what: MovieLens ratings.csv/ratings.dat, CSV or parquet",
     )
+    b.add_argument(
+        "--user-catalog",
+        help="user metadata for similar-users results and filters: ml-1m users.dat, CSV or parquet",
+    )
     b.add_argument("--out", required=True, help="artifact directory to write")
     b.add_argument("--force", action="store_true", help="replace an existing artifact")
     b.add_argument(
@@ -397,6 +405,14 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument(
                 "--include-seen", action="store_true", help="do not exclude the user's seen items"
             )
+        q.add_argument(
+            "--filter",
+            action="append",
+            metavar="EXPR",
+            help="keep only results whose catalogue fields pass EXPR (repeatable, ANDed): "
+            "FIELD=VALUE, FIELD=A|B, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N, FIELD<N; "
+            "e.g. --filter genres=Comedy --filter 'year>=2000'",
+        )
         q.add_argument("--nprobe", type=int, help="IVF lists to visit (approximate indexes)")
         q.add_argument("--ef-search", type=int, help="HNSW efSearch (approximate indexes)")
         q.add_argument(

@@ -36,6 +36,7 @@ def query_output(
     k: int,
     metric: str,
     score: str,
+    filter: dict[str, Any] | None = None,
 ) -> str:
     """A query's answer as the CLI prints it: the ``--json`` object, or a table.
 
@@ -54,6 +55,8 @@ def query_output(
         "returned": len(results),
         "results": results,
     }
+    if filter is not None:  # which filter applied, how many passed, which plan answered
+        body["filter"] = filter
     return json.dumps(body, ensure_ascii=False)
 
 

@@ -29,6 +29,7 @@ def build(
     out: PathLike | None = None,
     catalog: PathLike | Catalog | None = None,
     interactions: PathLike | Interactions | None = None,
+    user_catalog: PathLike | Catalog | None = None,
     options: BuildOptions | None = None,
     metrics: Mapping[str, str] | None = None,
     index: Mapping[str, str] | str | None = None,
@@ -56,6 +57,9 @@ def build(
         Item metadata (MovieLens ``movies.dat``/``movies.csv``, generic CSV/parquet).
     interactions : path or Interactions, optional
         Who has seen what (MovieLens ``ratings.csv``/``ratings.dat``, generic CSV/parquet).
+    user_catalog : path or Catalog, optional
+        User metadata (ml-1m ``users.dat``, generic CSV/parquet): joined onto similar-users
+        results and filterable (``gender=F``).
     options : BuildOptions, optional
         The index options below as one value (then leave them out).
     metrics, index, search_params
@@ -88,6 +92,9 @@ def build(
     cat = catalog
     if catalog is not None and not isinstance(catalog, Catalog):
         cat = read_catalog(catalog, **dict(catalog_options or {}))
+    user_cat = user_catalog
+    if user_catalog is not None and not isinstance(user_catalog, Catalog):
+        user_cat = read_catalog(user_catalog)
     inter = interactions
     if interactions is not None and not isinstance(interactions, Interactions):
         inter = read_interactions(interactions, **dict(interactions_options or {}))
@@ -97,6 +104,7 @@ def build(
         user_emb,
         catalog=cat,
         interactions=inter,
+        user_catalog=user_cat,
         options=build_options,
     )
     t2 = time.perf_counter()

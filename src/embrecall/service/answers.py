@@ -17,6 +17,7 @@ import numpy as np
 from embrecall.errors import InvalidArgumentError, require_extra
 from embrecall.neighbors import Neighbors
 from embrecall.queries import ID_WHAT
+from embrecall.service.metrics import Metrics
 from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.registry import Served
 
@@ -34,18 +35,23 @@ def by_id(
     exclude: Sequence | None = None,
     exclude_seen: bool = True,
     params: Mapping[str, int] | None = None,
+    filter: Sequence[str] | None = None,
+    metrics: Metrics | None = None,
     monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
     """One query id: ``{"version", "query", "id", "k", "metric", "score", "returned",
-    "results"}``.
+    "results"}``, and ``filter`` when one applied.
 
-    With a ``monitor``, a sample of these queries is re-answered exactly in the background.
+    With a ``monitor``, a sample of these queries (unfiltered ones) is re-answered exactly in
+    the background.
     """
     rec = served.rec
     kind = _kind(served, query)
     qid = rec.query_space(kind).coerce_id(raw_id, what=ID_WHAT[kind.query_space])
-    answer = getattr(rec, query)(qid, k, **_options(kind, exclude, exclude_seen, params))
-    if monitor is not None:
+    options = _options(kind, exclude, exclude_seen, params, filter)
+    answer = getattr(rec, query)(qid, k, **options)
+    _count_plan(metrics, answer)
+    if monitor is not None and answer.filter is None:
         monitor.observe(
             query,
             answer.ids,
@@ -63,6 +69,7 @@ def by_id(
             "k": k,
             **served.queries[query],
             **_results(answer),
+            **_filter(answer),
         }
     )
 
@@ -76,6 +83,8 @@ def by_ids(
     exclude: Sequence | None = None,
     exclude_seen: bool = True,
     params: Mapping[str, int] | None = None,
+    filter: Sequence[str] | None = None,
+    metrics: Metrics | None = None,
 ) -> bytes:
     """A batch of query ids: ``{..., "batch": [{"id", "results"}, ...]}`` in request order."""
     rec = served.rec
@@ -83,7 +92,9 @@ def by_ids(
     space = rec.query_space(kind)
     # parsed, not coerced: the search names every unknown id at once, those beyond int64 too
     qids = [space.parse_id(i) for i in raw_ids]
-    answer = getattr(rec, query)(qids, k, **_options(kind, exclude, exclude_seen, params))
+    options = _options(kind, exclude, exclude_seen, params, filter)
+    answer = getattr(rec, query)(qids, k, **options)
+    _count_plan(metrics, answer)
     return orjson.dumps(
         {
             "version": served.version,
@@ -91,6 +102,7 @@ def by_ids(
             "k": k,
             **served.queries[query],
             "batch": [{"id": q, **_results(r)} for q, r in zip(qids, answer.rows())],
+            **_filter(answer),
         }
     )
 
@@ -103,6 +115,8 @@ def by_vector(
     *,
     exclude: Sequence | None = None,
     params: Mapping[str, int] | None = None,
+    filter: Sequence[str] | None = None,
+    metrics: Metrics | None = None,
     monitor: LiveRecallMonitor | None = None,
 ) -> bytes:
     """Raw vectors: one (d,) vector gives ``results``, a (m, d) batch gives ``batch``."""
@@ -110,7 +124,8 @@ def by_vector(
     # a value beyond float32 becomes inf and is refused as such; numpy's overflow warning on
     # that cast would only fill the server log (np.errstate is per thread)
     with np.errstate(over="ignore"):
-        found = rec.search(query, vectors, k, **_options(None, exclude, True, params))
+        found = rec.search(query, vectors, k, **_options(None, exclude, True, params, filter))
+    _count_plan(metrics, found)
     answer: dict[str, Any] = {
         "version": served.version,
         "query": query,
@@ -120,10 +135,11 @@ def by_vector(
     }
     if not found.is_batch:
         answer.update(_results(found))
-        if monitor is not None:
+        if monitor is not None and found.filter is None:
             monitor.observe(query, found.ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
         answer["batch"] = [_results(r) for r in found.rows()]
+    answer.update(_filter(found))
     return orjson.dumps(answer)
 
 
@@ -201,13 +217,25 @@ def _results(answer: Neighbors) -> dict[str, Any]:
     return {"returned": len(results), "results": results}
 
 
-def _options(kind, exclude, exclude_seen: bool, params) -> dict[str, Any]:
+def _filter(answer: Neighbors) -> dict[str, Any]:
+    """``{"filter": {expressions, passing, plan}}`` when a filter applied, else nothing."""
+    return {} if answer.filter is None else {"filter": answer.filter}
+
+
+def _count_plan(metrics: Metrics | None, answer: Neighbors) -> None:
+    if metrics is not None and answer.filter is not None:
+        metrics.filtered.labels(answer.query, answer.filter["plan"]).inc()
+
+
+def _options(kind, exclude, exclude_seen: bool, params, filter=None) -> dict[str, Any]:
     """Keyword arguments of a query method; ``kind`` is None for a raw-vector search."""
     options: dict[str, Any] = {}
     if exclude:
         options["exclude"] = exclude
     if params:
         options["params"] = params
+    if filter:
+        options["filter"] = filter
     if kind is not None and kind.excludes_seen:
         options["exclude_seen"] = exclude_seen
     return options

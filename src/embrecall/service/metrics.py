@@ -106,6 +106,13 @@ class Metrics:
             "that started before the swap.",
             registry=r,
         )
+        self.filtered = Counter(
+            "embrecall_filtered_queries",
+            "Filtered queries by query kind and the plan that answered: scan (the passing rows "
+            "scored exactly) or index (the index searched with a selector).",
+            ["query", "plan"],
+            registry=r,
+        )
         for result in ("ok", "failed"):
             self.loads.labels(result)
         for reason in ("artifact", "canary", "unknown_version", "error"):

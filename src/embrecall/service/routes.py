@@ -19,6 +19,7 @@ from embrecall.service.metrics import CONTENT_TYPE
 from embrecall.service.registry import VersionRefused, describe_source
 from embrecall.service.runtime import Service, key_matches, respond
 from embrecall.service.schemas import (
+    FILTER_HELP,
     BatchRequest,
     BatchResponse,
     ItemResponse,
@@ -49,6 +50,10 @@ K = Annotated[
 EXCLUDE = Annotated[
     list[str] | None,
     Query(description="Ids to leave out; repeat the parameter or separate ids with commas."),
+]
+FILTER = Annotated[
+    list[str] | None,
+    Query(alias="filter", description=FILTER_HELP + " Repeat the parameter for several."),
 ]
 NPROBE = Annotated[int | None, Query(description="IVF lists to visit (approximate indexes).")]
 EF_SEARCH = Annotated[int | None, Query(description="HNSW efSearch (approximate indexes).")]
@@ -94,13 +99,18 @@ class ByIdQuery:
     exclude: list[str] | None
     nprobe: int | None
     ef_search: int | None
+    filter: list[str] | None = None
 
 
 def by_id_query(
-    k: K = None, exclude: EXCLUDE = None, nprobe: NPROBE = None, ef_search: EF_SEARCH = None
+    k: K = None,
+    exclude: EXCLUDE = None,
+    nprobe: NPROBE = None,
+    ef_search: EF_SEARCH = None,
+    filter_: FILTER = None,
 ) -> ByIdQuery:
-    """k, exclude and the search parameters of a by-id read."""
-    return ByIdQuery(k, exclude, nprobe, ef_search)
+    """k, exclude, the search parameters and the filter of a by-id read."""
+    return ByIdQuery(k, exclude, nprobe, ef_search, filter_)
 
 
 ByIdQueryDep = Annotated[ByIdQuery, Depends(by_id_query)]
@@ -117,9 +127,10 @@ async def recommend(
     exclude_seen: bool = True,
     nprobe: NPROBE = None,
     ef_search: EF_SEARCH = None,
+    filter_: FILTER = None,
 ) -> Response:
     """Top-k items for a user (u2i); their seen items are left out unless exclude_seen=false."""
-    query = ByIdQuery(k, exclude, nprobe, ef_search)
+    query = ByIdQuery(k, exclude, nprobe, ef_search, filter_)
     return await _by_id(service, "recommend", user_id, query, exclude_seen)
 
 
@@ -217,6 +228,8 @@ async def search(service: ServiceDep, body: SearchRequest) -> Response:
         k,
         exclude=body.exclude,
         params=params,
+        filter=body.filter,
+        metrics=service.metrics,
         monitor=service.monitor,
     )
     return respond(data, served)
@@ -262,6 +275,8 @@ async def _by_id(
         exclude=excluded,
         exclude_seen=exclude_seen,
         params=params,
+        filter=query.filter,
+        metrics=service.metrics,
         monitor=service.monitor,
     )
     return respond(data, served)
@@ -282,6 +297,8 @@ async def _batch(service: Service, query: str, body: BatchRequest, exclude_seen:
         exclude=body.exclude,
         exclude_seen=exclude_seen,
         params=params,
+        filter=body.filter,
+        metrics=service.metrics,
     )
     return respond(data, served)
 

@@ -19,12 +19,20 @@ Id = StrictInt | StrictStr
 QueryName = Literal["recommend", "similar_items", "similar_users"]
 
 
+FILTER_HELP = (
+    "Keep only results whose catalogue fields pass every expression (ANDed): FIELD=VALUE, "
+    "FIELD=A|B, FIELD!=VALUE, FIELD>=N, FIELD<=N, FIELD>N, FIELD<N; e.g. genres=Comedy, "
+    "year>=2000. /v1/info lists the fields."
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     k: int | None = Field(None, description="How many results per query (default: default_k).")
     nprobe: int | None = Field(None, description="IVF lists to visit (approximate indexes).")
     ef_search: int | None = Field(None, description="HNSW efSearch (approximate indexes).")
+    filter: list[str] | None = Field(None, description=FILTER_HELP, max_length=32)
 
 
 class BatchRequest(_Request):
@@ -80,10 +88,23 @@ class _Answer(BaseModel):
     score: str = Field(..., description="The score's direction, e.g. 'higher is better'.")
 
 
+class FilterApplied(BaseModel):
+    """Which filter applied, how many rows passed it, and which plan answered."""
+
+    expressions: list[str]
+    passing: int = Field(..., description="Rows of the searched space that pass the filter.")
+    plan: Literal["scan", "index"] = Field(
+        ...,
+        description="scan: the passing rows were scored exactly; index: the index was searched "
+        "with a selector of the passing rows.",
+    )
+
+
 class QueryResponse(_Answer):
     id: Id
     returned: int = Field(..., description="How many results: fewer than k when fewer exist.")
     results: list[Result]
+    filter: FilterApplied | None = Field(None, description="Present when a filter applied.")
 
 
 class BatchEntry(BaseModel):
@@ -94,6 +115,7 @@ class BatchEntry(BaseModel):
 
 class BatchResponse(_Answer):
     batch: list[BatchEntry]
+    filter: FilterApplied | None = Field(None, description="Present when a filter applied.")
 
 
 class SearchResponse(_Answer):
@@ -101,6 +123,7 @@ class SearchResponse(_Answer):
     returned: int | None = Field(None, description="With vector: how many results.")
     results: list[Result] | None = None
     batch: list[BatchEntry] | None = None
+    filter: FilterApplied | None = Field(None, description="Present when a filter applied.")
 
 
 class CatalogRecord(BaseModel):
