@@ -543,7 +543,7 @@ class Recommender:
         conditions = parse_filters(filter)
         table = self.field_table(space)
         if table is None:
-            what = "a catalog" if space == "items" else "a user catalog (--user-catalog)"
+            what = "catalog" if space == "items" else "user catalog (--user-catalog)"
             raise InvalidArgumentError(
                 f"filter {', '.join(map(str, conditions))}: this version has no {what} for "
                 f"{space} to filter on"
