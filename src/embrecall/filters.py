@@ -279,6 +279,8 @@ class FieldTable:
         self._cache: OrderedDict[tuple[Condition, ...], RowFilter] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
+        # the expressions' own text -> compiled filter: a repeated filter skips parsing too
+        self._by_text: dict[tuple[str, ...], RowFilter] = {}
 
     def __repr__(self) -> str:
         return f"FieldTable(n={self.n}, fields={list(self.fields)})"
@@ -319,8 +321,15 @@ class FieldTable:
             An unknown field, a bad expression, a number expected and text given, or an
             ordering operator on a text field; the message names the field.
         """
-        if isinstance(expressions, tuple) and all(isinstance(c, Condition) for c in expressions):
-            conditions = tuple(sorted(set(expressions)))
+        raw = (expressions,) if isinstance(expressions, str) else None
+        if raw is None and isinstance(expressions, (list, tuple)):
+            raw = tuple(expressions)
+        if raw is not None and all(isinstance(e, str) for e in raw):
+            hit = self._by_text.get(raw)  # the same text as before: no parsing
+            if hit is not None:
+                return hit
+        if raw is not None and all(isinstance(c, Condition) for c in raw):
+            conditions = tuple(sorted(set(raw)))
         else:
             conditions = parse_filters(expressions)  # type: ignore[arg-type]
         if not conditions:
@@ -329,13 +338,24 @@ class FieldTable:
             hit = self._cache.get(conditions)
             if hit is not None:
                 self._cache.move_to_end(conditions)
-                return hit
+        if hit is not None:
+            if raw is not None and all(isinstance(e, str) for e in raw):
+                self._by_text_put(raw, hit)
+            return hit
         mask = np.ones(self.n, dtype=bool)
         for cond in conditions:
             mask &= self._field(cond).mask(cond)
         compiled = RowFilter(conditions, mask, int(np.count_nonzero(mask)))
         self._remember(compiled)
+        if raw is not None and all(isinstance(e, str) for e in raw):
+            self._by_text_put(raw, compiled)
         return compiled
+
+    def _by_text_put(self, raw: tuple[str, ...], compiled: RowFilter) -> None:
+        with self._lock:
+            if len(self._by_text) >= _CACHE_ENTRIES:
+                self._by_text.clear()
+            self._by_text[raw] = compiled
 
     def _field(self, cond: Condition) -> Field:
         found = self.fields.get(cond.field)
@@ -355,6 +375,7 @@ class FieldTable:
             ):
                 _, old = self._cache.popitem(last=False)
                 self._cached_bytes -= old.nbytes()
+                self._by_text.clear()  # it may hold the evicted one
 
     def describe(self) -> dict[str, Any]:
         """Each field's type and its values (text: the most frequent, with counts; numbers:

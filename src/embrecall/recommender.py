@@ -540,15 +540,15 @@ class Recommender:
             The space has no catalogue, or an expression names an unknown field, uses a bad
             operator, or gives text where a number is needed.
         """
-        conditions = parse_filters(filter)
         table = self.field_table(space)
         if table is None:
+            conditions = parse_filters(filter)
             what = "catalog" if space == "items" else "user catalog (--user-catalog)"
             raise InvalidArgumentError(
                 f"filter {', '.join(map(str, conditions))}: this version has no {what} for "
                 f"{space} to filter on"
             )
-        return table.compile(conditions)
+        return table.compile(filter)
 
     # -- internals ---------------------------------------------------------------------------
     def _by_id(self, name, query_id, k, exclude, exclude_seen, params, filter=None) -> Neighbors:

@@ -18,6 +18,7 @@ whenever ``k`` rows pass and are not excluded, and never a row that fails the fi
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
@@ -43,11 +44,15 @@ EXACT_SCAN_SHARE = 0.5
 # The widened efSearch stays below this multiple of the tuned one: past it a graph search costs
 # more than the scan it was meant to avoid.
 _MAX_EF_FACTOR = 64
+_EXACT: weakref.WeakKeyDictionary[VectorIndex, bool] = weakref.WeakKeyDictionary()
 
 
 def plan_for(index: VectorIndex, allowed: RowFilter) -> Plan:
     """``scan`` or ``index`` for a filter passing ``allowed.count`` of ``index.ntotal`` rows."""
-    share = EXACT_SCAN_SHARE if index.is_exact else SCAN_SHARE
+    exact = _EXACT.get(index)
+    if exact is None:  # the kind is a SWIG call: asked once per index
+        exact = _EXACT[index] = index.is_exact
+    share = EXACT_SCAN_SHARE if exact else SCAN_SHARE
     if allowed.count <= max(SCAN_MIN_ROWS, share * index.ntotal):
         return "scan"
     if not index._selectors_supported:  # e.g. IndexPQ: no selector, so no filtered search
@@ -171,36 +176,28 @@ def scan(
     if rows.size == 0 or k == 0:
         return out_s, out_r
     sub = base.take(rows, axis=0)
-    q = np.ascontiguousarray(queries, dtype=np.float32)
+    q = queries if metric != "cosine" else _prepare(queries, "cosine")
     if metric == "cosine":
         sub = _prepare(sub, "cosine")
-        q = _prepare(q, "cosine")
-    scores = q @ sub.T  # (m, c)
     higher = metric != "l2"
+    # (c, m): one BLAS product for the batch, a column per query; one query: a matrix-vector one
+    all_scores = (sub @ q[0])[:, None] if m == 1 else sub @ q.T
     if not higher:  # squared L2: |x|^2 - 2 x.q + |q|^2
-        scores = (
-            np.einsum("ij,ij->i", sub, sub)[None, :]
-            - 2 * scores
-            + np.einsum("ij,ij->i", q, q)[:, None]
-        )
-    worst = -np.inf if higher else np.inf
+        all_scores *= -2
+        all_scores += np.einsum("ij,ij->i", sub, sub)[:, None]
+        all_scores += np.einsum("ij,ij->i", q, q)[None, :]
     for i in range(m):
+        scores = all_scores[:, i]
+        # the sort key: smaller is better
+        key = -scores if higher else scores.copy()
         ex = excluded[i] if i < len(excluded) else None
         if ex is not None and ex.size:
-            at = np.searchsorted(rows, ex)
-            hit = at < rows.size
-            hit[hit] = rows[at[hit]] == ex[hit]
-            scores[i, at[hit]] = worst
-    order_key = -scores if higher else scores
-    take = min(k, rows.size)
-    if take < rows.size:
-        part = np.argpartition(order_key, take - 1, axis=1)[:, :take]
-    else:
-        part = np.broadcast_to(np.arange(rows.size), (m, rows.size))
-    for i in range(m):
-        cand = part[i]
-        best = cand[np.argsort(order_key[i, cand], kind="stable")]
-        best = best[np.isfinite(scores[i, best])]
-        out_s[i, : best.size] = scores[i, best]
+            at = np.minimum(np.searchsorted(rows, ex), rows.size - 1)
+            key[at[rows[at] == ex]] = np.inf
+        take = min(k, rows.size)
+        best = np.argpartition(key, take - 1)[:take] if take < rows.size else np.arange(take)
+        best = best[np.argsort(key[best], kind="stable")]
+        best = best[key[best] != np.inf]
+        out_s[i, : best.size] = scores[best]
         out_r[i, : best.size] = rows[best]
     return out_s, out_r
