@@ -61,6 +61,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--include-seen", action="store_true", help="do not exclude the users' seen items"
     )
     b.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        help="keep only results whose catalogue fields pass EXPR (repeatable, ANDed), e.g. "
+        "genres=Comedy for a carousel; each filter is written to its own namespace of the sink "
+        "(Redis: the prefix gets :filter:NAME; files: NAME beside the given path)",
+    )
+    b.add_argument(
         "--search",
         choices=("exact", "index"),
         default="exact",
@@ -108,6 +116,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     c.add_argument("-k", type=int, help="at most this many results (default: all stored)")
     c.add_argument(
+        "--filter",
+        action="append",
+        metavar="EXPR",
+        help="read the results a batch run stored for this filter (the same expressions)",
+    )
+    c.add_argument(
         "--catalog", help="item metadata (default: the catalog of the artifact the run read)"
     )
     c.add_argument("--json", action="store_true", help="print one JSON object with a results list")
@@ -122,11 +136,14 @@ def run_batch_command(args: argparse.Namespace) -> int:
 
     user_ids = _read_ids(Path(args.users)) if args.users else args.user
     sink_options: dict[str, Any] = {}
-    if str(args.out).startswith(("redis://", "rediss://", "unix://")):
+    if _is_redis(args.out):
         sink_options = {"prefix": args.prefix, "old_ttl": args.old_ttl}
     elif args.prefix:
         raise InvalidArgumentError("--prefix applies to Redis sinks only")
-    sink = open_sink(args.out, **sink_options)
+    out = args.out
+    if args.filter:
+        out, sink_options = filtered_sink(out, sink_options, args.filter)
+    sink = open_sink(out, **sink_options)
     sink.check()  # an unreachable sink fails now, not after loading and computing
     rec = load(args.artifact, verify=not args.no_verify)
     params = {k: v for k, v in (("nprobe", args.nprobe), ("efSearch", args.ef_search)) if v}
@@ -141,6 +158,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         device=args.device,
         params=params,
         block_size=args.block_size,
+        filter=args.filter,
     )
     if plan.unknown_ids:
         shown = ", ".join(str(i) for i in plan.unknown_ids[:10])
@@ -159,6 +177,36 @@ def run_batch_command(args: argparse.Namespace) -> int:
             f"({report.queries_per_second:,.0f}/s{resumed}); it is now current"
         )
     return 0
+
+
+def _is_redis(address) -> bool:
+    return str(address).startswith(("redis://", "rediss://", "unix://"))
+
+
+def filtered_sink(address: str, options: dict[str, Any], expressions) -> tuple[str, dict]:
+    """Where a filter's results live: their own namespace beside the unfiltered ones, so each
+    filter has its own versions and its own current one.
+
+    Redis: the key prefix gets ``:filter:NAME``; a SQLite file ``recs.db`` becomes
+    ``recs.filter-NAME.db``; a parquet folder ``out`` becomes ``out.filter-NAME``, where NAME
+    is :func:`~embrecall.batch.plan.filter_namespace`.
+    """
+    from embrecall.batch.plan import filter_namespace
+    from embrecall.batch.sinks.redis_sink import DEFAULT_PREFIX
+
+    name = filter_namespace(expressions)
+    if _is_redis(address):
+        from urllib.parse import parse_qsl, urlsplit
+
+        prefix = options.get("prefix") or dict(parse_qsl(urlsplit(address).query)).get(
+            "prefix", DEFAULT_PREFIX
+        )
+        return address, {**options, "prefix": f"{prefix}:filter:{name}"}
+    path = Path(str(address).split("://", 1)[-1])
+    scheme = str(address)[: -len(str(path))] if "://" in str(address) else ""
+    if path.suffix.lower() in (".db", ".sqlite", ".sqlite3"):
+        return f"{scheme}{path.with_name(f'{path.stem}.filter-{name}{path.suffix}')}", options
+    return f"{scheme}{path.with_name(f'{path.name}.filter-{name}')}", options
 
 
 def describe_plan(plan, sink) -> str:
@@ -207,7 +255,14 @@ def run_cached_command(args: argparse.Namespace) -> int:
     from embrecall.embeddings import coerce_id
 
     query = _QUERIES[args.query]
-    recall = CachedRecall(args.source, catalog=args.catalog)
+    source = args.source
+    if args.filter:
+        source, options = filtered_sink(source, {}, args.filter)
+        if options:
+            from embrecall.batch.sinks import open_sink
+
+            source = open_sink(source, **options)
+    recall = CachedRecall(source, catalog=args.catalog)
     try:
         ids, scores = recall.lookup(query, [args.id], args.k)[0]
         described = recall.describe(query)

@@ -90,10 +90,19 @@ class BlockSearcher:
         plan = self.plan
         kind = plan.rec.query_kinds[task.query]
         queries = plan.query_space(task).vectors
+        target = plan.target_space(task)
+        device = "cuda" if plan.device == "cuda" else None  # None: the CPU kernel
+        if plan.filter:
+            allowed = plan.rec.compile_filter(kind.target_space, plan.filter)
+            if plan.search == "index":
+                index = plan.rec.indexes[kind.index_name]
+                return _FilteredIndexEngine(index, target.vectors, queries, plan, allowed)
+            base = prepare(target.vectors[allowed.rows], kind.metric)
+            exact = _ExactEngine(base, queries, plan.k, kind.metric, device)
+            return _Restricted(exact, allowed.rows, min(plan.k, len(target)))
         if plan.search == "index":
             return _IndexEngine(plan.rec.indexes[kind.index_name], queries, plan.k, plan.params)
-        base = prepare(plan.target_space(task).vectors, kind.metric)
-        device = "cuda" if plan.device == "cuda" else None  # None: the CPU kernel
+        base = prepare(target.vectors, kind.metric)
         return _ExactEngine(base, queries, plan.k, kind.metric, device)
 
 
@@ -113,6 +122,56 @@ class _ExactEngine:
     def search(self, rows: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
         q = prepare(self.queries[rows], self.metric)
         return self.exact.search(q, self.k, exclude, prepared=True)
+
+
+class _Restricted:
+    """An engine over the rows a filter passes (``rows``, sorted), in target rows outside."""
+
+    def __init__(self, engine: _ExactEngine, rows: np.ndarray, width: int) -> None:
+        self.engine, self.rows, self.width = engine, rows, width
+
+    def search(self, query_rows: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
+        indptr, cols = exclude
+        # excluded target rows -> positions among the passing rows; the others cannot appear
+        at = np.minimum(np.searchsorted(self.rows, cols), max(self.rows.size - 1, 0))
+        held = (self.rows[at] == cols) if self.rows.size else np.zeros(cols.size, dtype=bool)
+        owner = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))[held]
+        sub_ptr = np.zeros(len(indptr), dtype=np.int64)
+        np.cumsum(np.bincount(owner, minlength=len(indptr) - 1), out=sub_ptr[1:])
+        scores, found = self.engine.search(query_rows, (sub_ptr, at[held]))
+        wide = np.full((len(query_rows), self.width), -1, dtype=np.int64)
+        wide_s = np.full(wide.shape, np.nan, dtype=np.float32)
+        width = found.shape[1]
+        valid = found >= 0
+        mapped = np.full(found.shape, -1, dtype=np.int64)
+        mapped[valid] = self.rows[found[valid]]
+        wide[:, :width], wide_s[:, :width] = mapped, scores
+        return wide_s, wide
+
+
+class _FilteredIndexEngine:
+    """The artifact's index with the filter inside the search (see
+    :func:`embrecall.index.filtered.filtered_search`), a block at a time."""
+
+    def __init__(self, index, base: np.ndarray, queries: np.ndarray, plan, allowed) -> None:
+        self.index, self.base, self.queries = index, base, queries
+        self.k, self.params, self.allowed = plan.k, plan.params or None, allowed
+
+    def search(self, rows: np.ndarray, exclude) -> tuple[np.ndarray, np.ndarray]:
+        from embrecall.index.filtered import filtered_search
+
+        indptr, cols = exclude
+        excluded = [cols[indptr[i] : indptr[i + 1]] for i in range(len(rows))]
+        scores, found, _ = filtered_search(
+            self.index,
+            self.base,
+            self.queries[rows],
+            self.k,
+            self.allowed,
+            exclude=excluded,
+            params=self.params,
+        )
+        return scores, found
 
 
 class _IndexEngine:

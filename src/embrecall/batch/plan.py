@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,7 @@ class BatchPlan:
     params: dict[str, int] = field(default_factory=dict)
     unknown_ids: list = field(default_factory=list)
     fingerprint: str = ""
+    filter: tuple[str, ...] = ()  # catalogue filter expressions every result passes
 
     @property
     def n_queries(self) -> int:
@@ -125,6 +127,7 @@ class BatchPlan:
             "search": self.search,
             "params": dict(self.params),
             "block_size": self.block_size,
+            "filter": list(self.filter),
             "blocks": {t.key: t.n_blocks(self.block_size) for t in self.tasks},
             "artifact": self.rec.info.get("artifact"),
             "id_kinds": {name: space["id_kind"] for name, space in described["spaces"].items()},
@@ -154,6 +157,7 @@ def plan_batch(
     device: Device = "auto",
     params: Mapping[str, int] | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    filter: str | Sequence[str] | None = None,
 ) -> BatchPlan:
     """Decide what a batch run computes, checking every argument before any work starts.
 
@@ -181,6 +185,10 @@ def plan_batch(
         Search parameters of the artifact's index (``search="index"``).
     block_size : int
         Queries per block: the unit of writing and of resuming after an interruption.
+    filter : expressions, optional
+        Keep only results whose catalogue fields pass them (see :mod:`embrecall.filters`),
+        for carousels: "the best 30 comedies". Each filter is its own namespace in a sink
+        (:func:`filter_namespace`).
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be a positive integer, got {k!r}")
@@ -221,8 +229,23 @@ def plan_batch(
             )
         )
     plan = BatchPlan(rec, int(k), tasks, block_size, search, resolved, dict(params or {}), unknown)
+    if filter:
+        for task in tasks:  # an unknown field or a bad expression: refused before any work
+            compiled = rec.compile_filter(rec.query_kinds[task.query].target_space, filter)
+        plan.filter = tuple(compiled.expressions)
     plan.fingerprint = _fingerprint(plan)
     return plan
+
+
+def filter_namespace(expressions: Sequence[str]) -> str:
+    """A readable, key- and file-name-safe name for a filter, e.g. ``genres-Comedy-ab12cd34``:
+    the results of each filter live apart from the unfiltered ones and from each other."""
+    from embrecall.filters import parse_filters
+
+    canonical = ",".join(str(c) for c in parse_filters(expressions))
+    readable = re.sub(r"[^A-Za-z0-9]+", "-", canonical).strip("-")[:48]
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:8]
+    return f"{readable}-{digest}" if readable else digest
 
 
 def _user_rows(users: Embeddings, ids, on_unknown: str) -> tuple[np.ndarray, list]:
@@ -256,6 +279,7 @@ def _fingerprint(plan: BatchPlan) -> str:
         "search": plan.search,
         "params": sorted(plan.params.items()),
         "tasks": [(t.query, t.exclude_seen, t.exclude_self) for t in plan.tasks],
+        "filter": list(plan.filter),
     }
     h.update(json.dumps(work, sort_keys=True).encode())
     h.update(_artifact_identity(plan.rec))
