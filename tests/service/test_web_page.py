@@ -379,3 +379,48 @@ def test_home_view_and_offline_page(tab, shared_server):
     assert page.evaluate(
         "[...document.styleSheets].every(s => !s.href || s.href.startsWith(location.origin))"
     )
+
+
+# -- filters ---------------------------------------------------------------------------------------
+def _year(title: str) -> int:
+    return int(re.search(r"\((\d{4})\)$", title).group(1))
+
+
+def test_genre_chips_and_a_year_range_filter_recommendations_and_similar_items(tab, oracle):
+    page = tab.page
+    tab.open(f"#/user/{USER}?k=10")
+    expect(page.locator("#filters")).to_be_visible()
+    genres = sorted(set(oracle.catalog.frame["genres"]))
+    expect(page.locator("#genre-chips .chip")).to_have_count(len(genres))
+    first, second = genres[0], genres[1]
+    page.locator(f"#genre-chips .chip[data-genre='{first}']").click()
+    expect(page).to_have_url(re.compile(rf"genres={re.escape(first)}"))
+    expect(page.locator(f".chip[data-genre='{first}']")).to_have_attribute("aria-pressed", "true")
+    want = oracle.recommend(USER, 10, filter=[f"genres={first}"])[0].tolist()
+    expect(page.locator("#recommendations .filter-line")).to_contain_text(f"genres={first}")
+    assert tab.ids("#recommendations tbody tr") == _strs(want)
+
+    # a second chip widens to either genre; a year range narrows
+    page.locator(f"#genre-chips .chip[data-genre='{second}']").click()
+    expect(page.locator("#recommendations .filter-line")).to_contain_text(f"{first}|{second}")
+    page.fill("#year-min", "1990")
+    page.press("#year-min", "Enter")
+    page.locator("#year-min").dispatch_event("change")
+    expression = [f"genres={first}|{second}", "year>=1990"]
+    want = oracle.recommend(USER, 10, filter=expression)[0].tolist()
+    expect(page.locator("#recommendations .filter-line")).to_contain_text("year>=1990")
+    assert tab.ids("#recommendations tbody tr") == _strs(want)
+    titles = tab.texts("#recommendations .item-link")
+    assert titles and all(_year(t) >= 1990 for t in titles)
+    tab.screenshot("user-view-filtered.png")
+
+    # the filters follow a link to an item's similar items
+    page.locator("#recommendations .item-link").first.click()
+    expect(page.locator("#similar-items .filter-line")).to_contain_text("year>=1990")
+    item = int(re.search(r"#/item/(\d+)", page.url).group(1))
+    similar = oracle.similar_items(item, 10, filter=expression)[0].tolist()
+    assert tab.ids("#similar-items tbody tr") == _strs(similar)
+
+    page.click("#clear-filters")
+    expect(page.locator("#similar-items .filter-line")).to_have_count(0)
+    assert tab.ids("#similar-items tbody tr") == _strs(oracle.similar_items(item, 10)[0])

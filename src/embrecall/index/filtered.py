@@ -5,10 +5,14 @@ a row mask, its count and a packed bitmap), so the plan is picked from the count
 
 - ``scan``: few rows pass. Their vectors are scored exactly (one BLAS product), which is
   cheaper than steering an approximate index towards a few needles and is exact.
-- ``index``: many pass. The index is searched with a faiss ``IDSelectorBitmap`` of the passing,
-  non-excluded rows, its search parameters widened by ``1 / selectivity`` so that it meets as
-  many passing candidates as an unfiltered search meets candidates; a query that still comes
-  back short is widened further, then scanned.
+- ``index``: many pass. An IVF index is searched with a faiss ``IDSelectorBitmap`` of the
+  passing, non-excluded rows, ``nprobe`` widened by ``1 / selectivity`` so that it meets as many
+  passing candidates as an unfiltered search meets candidates; a query that still comes back
+  short is widened further, then scanned. A graph (HNSW) is searched unfiltered for about
+  ``2k / selectivity`` neighbours (efSearch as wide), and those that fail are dropped: faiss's
+  graph search with a selector measured recall@10 0.64 at efSearch 3,200 with 2% passing
+  (200k clustered vectors), where the unfiltered graph's top ranks stay accurate. Too few
+  survivors: four times as many, then a scan.
 
 Exclusions (seen items, the query itself, a request's list) combine with the filter: an
 excluded row is cleared from the bitmap, or scored out in a scan. So ``k`` results come back
@@ -41,9 +45,8 @@ SCAN_SHARE = 0.02
 SCAN_MIN_ROWS = 4096
 # A scan of an exact index's passing rows beats faiss's full scan with a selector up to here.
 EXACT_SCAN_SHARE = 0.5
-# The widened efSearch stays below this multiple of the tuned one: past it a graph search costs
-# more than the scan it was meant to avoid.
-_MAX_EF_FACTOR = 64
+# A graph search fetches at most this many neighbours before a filter falls back to a scan.
+_GRAPH_FETCH_MAX = 4096
 _EXACT: weakref.WeakKeyDictionary[VectorIndex, bool] = weakref.WeakKeyDictionary()
 
 
@@ -107,8 +110,17 @@ def filtered_search(
         return scores, rows, "scan"
     scores = np.full((m, kk), np.nan, dtype=np.float32)
     rows = np.full((m, kk), -1, dtype=np.int64)
-    wide = widened(index, merged, allowed.selectivity, kk)
     q = _prepare(queries, index.metric)
+    if isinstance(core_index(index.index), faiss.IndexHNSW):
+        for i in range(m):
+            found = _graph_overfetch(index, q[i : i + 1], kk, allowed, excluded[i], merged)
+            if found is None:  # too few passed among the widest fetch: score the rows instead
+                s, r = scan(index.metric, base, queries[i : i + 1], kk, allowed.rows, excluded[i:])
+                found = s[0], r[0]
+            scores[i], rows[i] = found
+        scores[rows < 0] = np.nan
+        return scores, rows, "index"
+    wide = widened(index, merged, allowed.selectivity, kk)
     shared = None
     if not any(e.size for e in excluded):  # one selector for the whole batch
         shared = faiss.IDSelectorBitmap(allowed.packed)
@@ -129,17 +141,49 @@ def filtered_search(
 
 
 def widened(index: VectorIndex, params: dict, selectivity: float, k: int) -> dict:
-    """Search parameters that meet as many passing rows as ``params`` meet rows unfiltered."""
+    """IVF search parameters that meet as many passing rows as ``params`` meet rows unfiltered."""
     core = core_index(index.index)
-    grow = 1.0 / max(selectivity, 1e-9)
     if isinstance(core, faiss.IndexIVF):
         nprobe = int(params.get("nprobe", core.nprobe))
+        grow = 1.0 / max(selectivity, 1e-9)
         return {**params, "nprobe": min(core.nlist, math.ceil(nprobe * grow))}
-    if isinstance(core, faiss.IndexHNSW):
-        ef = max(int(params.get("efSearch", core.hnsw.efSearch)), k)
-        grow = min(grow, _MAX_EF_FACTOR)
-        return {**params, "efSearch": min(index.ntotal, math.ceil(ef * grow))}
     return dict(params)
+
+
+def _graph_overfetch(
+    index: VectorIndex,
+    q: np.ndarray,
+    k: int,
+    allowed: RowFilter,
+    excluded: np.ndarray,
+    params: dict,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One query on a graph: the unfiltered top ``fetch`` with those failing or excluded dropped,
+    ``fetch`` about twice what should hold ``k`` passing rows; None when even the widest fetch
+    (``_GRAPH_FETCH_MAX``) held too few."""
+    live = excluded[allowed.mask[excluded]] if excluded.size else excluded
+    want = min(k, allowed.count - live.size)
+    if want <= 0:
+        return np.full(k, np.nan, dtype=np.float32), np.full(k, -1, dtype=np.int64)
+    fetch = math.ceil(2 * (k + live.size) / max(allowed.selectivity, 1e-9))
+    ef = int(params.get("efSearch", core_index(index.index).hnsw.efSearch))
+    while fetch <= min(_GRAPH_FETCH_MAX, index.ntotal):
+        s, r = index._faiss_search(q, fetch, {**params, "efSearch": max(ef, fetch)}, None)
+        s, r = s[0], r[0]
+        keep = (r >= 0) & allowed.mask[np.maximum(r, 0)]
+        if live.size:
+            at = np.minimum(np.searchsorted(live, r), live.size - 1)
+            keep &= live[at] != r
+        kept = np.flatnonzero(keep)[:k]
+        if kept.size >= want:
+            out_s = np.full(k, np.nan, dtype=np.float32)
+            out_r = np.full(k, -1, dtype=np.int64)
+            out_s[: kept.size], out_r[: kept.size] = s[kept], r[kept]
+            return out_s, out_r
+        if fetch >= index.ntotal:
+            break
+        fetch *= 4
+    return None
 
 
 def _search_until(

@@ -29,7 +29,8 @@ export class ApiError extends Error {
 export async function getJson(path, params = {}) {
   const url = new URL(path, document.baseURI);
   for (const [name, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
+    if (Array.isArray(value)) for (const each of value) url.searchParams.append(name, each);
+    else if (value !== undefined && value !== null) url.searchParams.set(name, String(value));
   }
   const headers = { Accept: "application/json" };
   const key = storedKey();
@@ -68,11 +69,12 @@ const id = (value) => encodeURIComponent(value);
 
 export const api = {
   info: () => getJson("v1/info"),
-  recommendations: (user, k, excludeSeen) =>
-    getJson(`v1/users/${id(user)}/recommendations`, { k, exclude_seen: excludeSeen }),
+  recommendations: (user, k, excludeSeen, filter = []) =>
+    getJson(`v1/users/${id(user)}/recommendations`, { k, exclude_seen: excludeSeen, filter }),
   seen: (user) => getJson(`v1/users/${id(user)}/seen`, { details: true }),
   similarUsers: (user, k) => getJson(`v1/users/${id(user)}/similar`, { k }),
   item: (item) => getJson(`v1/items/${id(item)}`),
-  similarItems: (item, k) => getJson(`v1/items/${id(item)}/similar`, { k }),
+  similarItems: (item, k, filter = []) =>
+    getJson(`v1/items/${id(item)}/similar`, { k, filter }),
   findItems: (q, limit) => getJson("v1/items/search", { q, limit }),
 };

@@ -2,7 +2,7 @@
 // the API and renders one view.
 
 import { api, ApiError, storedKey, storeKey } from "./api.js";
-import { DEFAULT_K, parseRoute, routeHash } from "./route.js";
+import { DEFAULT_K, filterExpressions, parseRoute, routeHash } from "./route.js";
 import { homeView, itemView, searchView, timingText, userView } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
@@ -18,6 +18,10 @@ const served = $("served");
 const message = $("message");
 const status = $("status");
 const results = $("results");
+const filters = $("filters");
+const genreChips = $("genre-chips");
+const yearMin = $("year-min");
+const yearMax = $("year-max");
 
 const QUERY_LABELS = {
   user: ["User id", "e.g. 1"],
@@ -35,10 +39,17 @@ const defaultK = () => info?.limits?.default_k ?? DEFAULT_K;
 
 // -- views ---------------------------------------------------------------------------------
 async function build(route) {
-  const ctx = { k: route.k ?? defaultK(), excludeSeen: route.excludeSeen };
+  const ctx = {
+    k: route.k ?? defaultK(),
+    excludeSeen: route.excludeSeen,
+    genres: route.genres,
+    yearMin: route.yearMin,
+    yearMax: route.yearMax,
+  };
+  const filter = filterExpressions(route);
   if (route.view === "user") {
     const [recommendations, seen, similar] = await Promise.all([
-      settle(api.recommendations(route.id, ctx.k, ctx.excludeSeen)),
+      settle(api.recommendations(route.id, ctx.k, ctx.excludeSeen, filter)),
       settle(api.seen(route.id)),
       settle(api.similarUsers(route.id, ctx.k)),
     ]);
@@ -49,7 +60,7 @@ async function build(route) {
   if (route.view === "item") {
     const [item, similar] = await Promise.all([
       settle(api.item(route.id)),
-      settle(api.similarItems(route.id, ctx.k)),
+      settle(api.similarItems(route.id, ctx.k, filter)),
     ]);
     if (item.error) throw item.error;
     return [itemView(item, similar, ctx), item.value.timing];
@@ -135,7 +146,70 @@ async function loadInfo() {
   if (info.limits?.read_key_required) parts.push("read key in use");
   served.textContent = parts.join(" · ");
   kInput.max = String(info.limits?.max_k ?? kInput.max);
+  setUpFilters(info.artifact?.filters?.items ?? {});
 }
+
+// -- filters: genre chips (any of them) and a year range, for recommendations and similar items
+function setUpFilters(fields) {
+  const genres = fields.genres && fields.genres.type !== "number" ? fields.genres : null;
+  const year = fields.year?.type === "number" ? fields.year : null;
+  genreChips.replaceChildren(
+    ...Object.keys(genres?.values ?? {})
+      .sort()
+      .map((name) => {
+        const chip = document.createElement("button");
+        chip.type = "button";
+        chip.className = "chip";
+        chip.dataset.genre = name;
+        chip.textContent = name;
+        chip.setAttribute("aria-pressed", "false");
+        chip.addEventListener("click", () => toggleGenre(name));
+        return chip;
+      }),
+  );
+  genreChips.hidden = !genres;
+  $("year-range").hidden = !year;
+  for (const input of [yearMin, yearMax]) {
+    input.min = String(year?.min ?? "");
+    input.max = String(year?.max ?? "");
+  }
+  yearMin.placeholder = String(year?.min ?? "");
+  yearMax.placeholder = String(year?.max ?? "");
+  filters.hidden = !genres && !year;
+}
+
+function syncFilters(route) {
+  for (const chip of genreChips.children) {
+    chip.setAttribute("aria-pressed", String(route.genres.includes(chip.dataset.genre)));
+  }
+  yearMin.value = route.yearMin ?? "";
+  yearMax.value = route.yearMax ?? "";
+}
+
+function refilter(change) {
+  const current = parseRoute(location.hash);
+  if (current.view !== "user" && current.view !== "item") return;
+  navigate({ ...current, ...change }, { focus: false });
+}
+
+function toggleGenre(name) {
+  const current = parseRoute(location.hash);
+  const genres = current.genres.includes(name)
+    ? current.genres.filter((g) => g !== name)
+    : [...current.genres, name];
+  refilter({ genres });
+}
+
+const yearOf = (input) => (input.value === "" ? null : Number.parseInt(input.value, 10));
+for (const input of [yearMin, yearMax]) {
+  input.addEventListener("change", () => {
+    if (!input.checkValidity()) return;
+    refilter({ yearMin: yearOf(yearMin), yearMax: yearOf(yearMax) });
+  });
+}
+$("clear-filters").addEventListener("click", () =>
+  refilter({ genres: [], yearMin: null, yearMax: null }),
+);
 
 // -- the form ------------------------------------------------------------------------------
 function syncForm(route) {
@@ -148,6 +222,7 @@ function syncForm(route) {
   }
   kInput.value = String(route.k ?? defaultK());
   excludeSeen.checked = route.excludeSeen;
+  syncFilters(route);
   labelQuery();
 }
 
@@ -160,7 +235,14 @@ function labelQuery() {
 function formRoute() {
   const text = query.value.trim();
   const k = Number.parseInt(kInput.value, 10) || defaultK();
-  const base = { k, excludeSeen: excludeSeen.checked };
+  const current = parseRoute(location.hash); // a new lookup keeps the filters on screen
+  const base = {
+    k,
+    excludeSeen: excludeSeen.checked,
+    genres: current.genres,
+    yearMin: current.yearMin,
+    yearMax: current.yearMax,
+  };
   if (mode.value === "title") return { ...base, view: "search", q: text };
   return { ...base, view: mode.value, id: text };
 }

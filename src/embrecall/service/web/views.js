@@ -126,6 +126,7 @@ export function userView(userId, { recommendations, seen, similar }, ctx) {
       { class: "meta" },
       ctx.excludeSeen ? "Seen items excluded." : "Seen items included (marked seen).",
     ),
+    filterLine(recs.body.filter),
     recs.body.results.length
       ? table("Recommended items", ITEM_COLUMNS, itemRows(recs.body.results, ctx, seenIds))
       : el("p", {}, "No recommendations."),
@@ -201,6 +202,18 @@ function similarUsersPanel(similar, ctx) {
   return node;
 }
 
+/** Which filter applied, how many items pass it, and how it was answered. */
+function filterLine(filter) {
+  if (!filter) return null;
+  const how = filter.plan === "scan" ? "scored exactly" : "searched in the index";
+  const count = filter.passing.toLocaleString("en");
+  return el(
+    "p",
+    { class: "meta filter-line" },
+    `Filtered: ${filter.expressions.join(", ")} · ${count} items pass, ${how}.`,
+  );
+}
+
 /** An item: its own metadata and its similar items. */
 export function itemView(item, similar, ctx) {
   const { body, timing } = item.value;
@@ -231,6 +244,7 @@ export function itemView(item, similar, ctx) {
       "Similar items",
       "Similar items",
       el("p", { class: "meta" }, `${answer.body.metric} scores, ${answer.body.score}`),
+      filterLine(answer.body.filter),
       answer.body.results.length
         ? table("Similar items", ITEM_COLUMNS, itemRows(answer.body.results, ctx))
         : el("p", {}, "None."),
