@@ -15,7 +15,7 @@ own queries, so that none warms another's cache):
 * ``filtered``: ``recommend_by_vector(q, k, filter=...)``, the plan embrecall picks;
 * ``unfiltered``: the same call without a filter (the issue's reference p50);
 * ``post-filter``: the naive way: search unfiltered for ``k / selectivity`` results (at most
-  10,000), then drop the ones that fail;
+  2,000), then drop the ones that fail;
 * ``scan``: an exact numpy scan of the passing rows (gather, one product, a partial sort).
 
 Recall@10 is against the exact filtered top-10 (numpy, float64), ties at the 10th score
@@ -43,7 +43,7 @@ from embrecall.recommender import Recommender
 
 RESULTS = Path(__file__).parent / "results"
 SELECTIVITIES = (0.001, 0.01, 0.1, 0.5, 1.0)
-NAIVE_MAX_FETCH = 10_000
+NAIVE_MAX_FETCH = 2_000
 BUCKETS = 1000
 
 

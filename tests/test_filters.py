@@ -341,9 +341,12 @@ def test_the_plan_follows_the_count(world, table, indexes):
     selective = table.compile(["colour=red", "genres=Horror", "year<1960"])
     broad = table.compile(["year>=1950"])
     assert selective.count < 200 and broad.count > 2500
-    assert plan_for(indexes["IVF32,Flat"], selective) == "scan"
-    # below SCAN_MIN_ROWS everything scans; bigger spaces are covered by the benchmark
-    assert plan_for(indexes["IVF32,Flat"], broad) == "scan"
+    for name in ("IVF32,Flat", "HNSW16"):
+        assert plan_for(indexes[name], selective) == "scan"
+        assert plan_for(indexes[name], broad) == "index"
+    # an exact index scans the passing rows up to half of them, then searches with a selector
+    assert plan_for(indexes["Flat"], table.compile(["year<1985"])) == "scan"
+    assert plan_for(indexes["Flat"], broad) == "index"
 
 
 # -- through the recommender ----------------------------------------------------------------

@@ -38,27 +38,45 @@ if TYPE_CHECKING:
 
 Plan = Literal["scan", "index"]
 PLANS: tuple[str, ...] = ("scan", "index")
-# Scan when at most this share of the rows pass (and always below SCAN_MIN_ROWS): measured on
-# 1M x 64 (benchmarks/bench_filters.py), an exact scan of 2% of the rows costs about what an IVF
-# or HNSW search with a selector costs once widened for that selectivity.
-SCAN_SHARE = 0.02
-SCAN_MIN_ROWS = 4096
+# The planner compares work in "rows scanned" (a gathered vector and its dot product):
+# - a scan: one per passing row;
+# - IVF with a selector, nprobe widened by 1 / selectivity: every code of the lists it visits is
+#   checked against the bitmap (a few ns, _IVF_CHECK of a row) and the passing ones scored
+#   (sequential codes, _IVF_CODE of a row);
+# - a graph widened by 1 / selectivity: each efSearch step costs about _GRAPH_STEP rows (its
+#   neighbours' distances, at random places in memory).
+# The weights are rough; benchmarks/bench_filters.py checks the plans they pick at 1M.
+_IVF_CHECK = 0.05
+_IVF_CODE = 0.5
+_GRAPH_STEP = 24
+SCAN_MIN_ROWS = 1024  # so few rows always scan
 # A scan of an exact index's passing rows beats faiss's full scan with a selector up to here.
 EXACT_SCAN_SHARE = 0.5
 # A graph search fetches at most this many neighbours before a filter falls back to a scan.
 _GRAPH_FETCH_MAX = 4096
-_EXACT: weakref.WeakKeyDictionary[VectorIndex, bool] = weakref.WeakKeyDictionary()
+_CORE: weakref.WeakKeyDictionary[VectorIndex, faiss.Index] = weakref.WeakKeyDictionary()
 
 
-def plan_for(index: VectorIndex, allowed: RowFilter) -> Plan:
-    """``scan`` or ``index`` for a filter passing ``allowed.count`` of ``index.ntotal`` rows."""
-    exact = _EXACT.get(index)
-    if exact is None:  # the kind is a SWIG call: asked once per index
-        exact = _EXACT[index] = index.is_exact
-    share = EXACT_SCAN_SHARE if exact else SCAN_SHARE
-    if allowed.count <= max(SCAN_MIN_ROWS, share * index.ntotal):
+def plan_for(
+    index: VectorIndex, allowed: RowFilter, params: Mapping[str, int] | None = None
+) -> Plan:
+    """``scan`` or ``index`` for a filter passing ``allowed.count`` of ``index.ntotal`` rows:
+    whichever is estimated to do less work (see the weights above)."""
+    if allowed.count <= SCAN_MIN_ROWS:
         return "scan"
-    if not index._selectors_supported:  # e.g. IndexPQ: no selector, so no filtered search
+    core = _core(index)
+    params = params if params is not None else index.search_params
+    sel = allowed.selectivity
+    if isinstance(core, faiss.IndexIVF):
+        visited = index.ntotal * min(1.0, int(params.get("nprobe", core.nprobe)) / core.nlist)
+        work = visited * (_IVF_CODE + _IVF_CHECK / sel)
+    elif isinstance(core, faiss.IndexHNSW):
+        work = _GRAPH_STEP * int(params.get("efSearch", core.hnsw.efSearch)) / sel
+    elif index.is_exact:
+        work = EXACT_SCAN_SHARE * index.ntotal
+    else:
+        work = float(index.ntotal)  # other kinds: a scan of the passing rows does no more
+    if allowed.count <= work or not index._selectors_supported:
         return "scan"
     return "index"
 
@@ -102,16 +120,19 @@ def filtered_search(
         _clean_rows(exclude[i] if exclude is not None else None, index.ntotal) for i in range(m)
     ]
     if plan is None:
-        plan = plan_for(index, allowed)
+        plan = plan_for(index, allowed, merged)
     elif plan not in PLANS:
         raise InvalidArgumentError(f"plan must be one of {', '.join(PLANS)}, not {plan!r}")
     if plan == "scan" or kk == 0:
         scores, rows = scan(index.metric, base, queries, kk, allowed.rows, excluded)
         return scores, rows, "scan"
+    if allowed.count == index.ntotal:  # every row passes: the plain search is the answer
+        scores, rows = index.search(queries, kk, exclude=excluded, params=params)
+        return scores, rows, "index"
     scores = np.full((m, kk), np.nan, dtype=np.float32)
     rows = np.full((m, kk), -1, dtype=np.int64)
     q = _prepare(queries, index.metric)
-    if isinstance(core_index(index.index), faiss.IndexHNSW):
+    if isinstance(_core(index), faiss.IndexHNSW):
         for i in range(m):
             found = _graph_overfetch(index, q[i : i + 1], kk, allowed, excluded[i], merged)
             if found is None:  # too few passed among the widest fetch: score the rows instead
@@ -142,12 +163,20 @@ def filtered_search(
 
 def widened(index: VectorIndex, params: dict, selectivity: float, k: int) -> dict:
     """IVF search parameters that meet as many passing rows as ``params`` meet rows unfiltered."""
-    core = core_index(index.index)
+    core = _core(index)
     if isinstance(core, faiss.IndexIVF):
         nprobe = int(params.get("nprobe", core.nprobe))
         grow = 1.0 / max(selectivity, 1e-9)
         return {**params, "nprobe": min(core.nlist, math.ceil(nprobe * grow))}
     return dict(params)
+
+
+def _core(index: VectorIndex) -> faiss.Index:
+    """The index under its wrappers (a SWIG walk: done once per index)."""
+    core = _CORE.get(index)
+    if core is None:
+        core = _CORE[index] = core_index(index.index)
+    return core
 
 
 def _graph_overfetch(
@@ -165,10 +194,14 @@ def _graph_overfetch(
     want = min(k, allowed.count - live.size)
     if want <= 0:
         return np.full(k, np.nan, dtype=np.float32), np.full(k, -1, dtype=np.int64)
-    fetch = math.ceil(2 * (k + live.size) / max(allowed.selectivity, 1e-9))
-    ef = int(params.get("efSearch", core_index(index.index).hnsw.efSearch))
+    grow = 1 / max(allowed.selectivity, 1e-9)
+    fetch = math.ceil(2 * (k + live.size) * grow)
+    # the filtered top-k sits about 1 / selectivity times deeper in the unfiltered ranking: a
+    # beam that much wider keeps the recall the tuned efSearch gives at k
+    ef = math.ceil(int(params.get("efSearch", _core(index).hnsw.efSearch)) * grow)
     while fetch <= min(_GRAPH_FETCH_MAX, index.ntotal):
-        s, r = index._faiss_search(q, fetch, {**params, "efSearch": max(ef, fetch)}, None)
+        wide = {**params, "efSearch": min(max(ef, fetch), index.ntotal)}
+        s, r = index._faiss_search(q, fetch, wide, None)
         s, r = s[0], r[0]
         keep = (r >= 0) & allowed.mask[np.maximum(r, 0)]
         if live.size:
