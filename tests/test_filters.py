@@ -7,6 +7,8 @@ k-th score tolerated.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -485,3 +487,55 @@ def test_real_als_recommendations_filtered_by_genre_and_year(tmp_path):
             items.rows_of(answer.ids),
             exact=True,
         )
+
+
+def test_ml1m_movies_dat_gives_genres_and_year():
+    catalog = read_catalog(shared_file("movielens", "ml-1m", "movies.dat"))
+    fields = FieldTable.from_catalog(catalog, catalog.ids)
+    assert {n: f.kind for n, f in fields.fields.items()} == {"genres": "list", "year": "number"}
+    frame = catalog.frame
+    nineties_dramas = fields.compile(["genres=Drama", "year>=1990", "year<=1999"])
+    years = frame["title"].str.extract(r"\((\d{4})\)\s*$")[0].astype(int)
+    drama = frame["genres"].str.split("|").apply(lambda g: "Drama" in g)
+    assert nineties_dramas.count == int((drama & years.between(1990, 1999)).sum()) > 100
+
+
+# -- the command line -----------------------------------------------------------------------
+def test_cli_filter_flags_json_and_one_line_errors(recommender, world, tmp_path):
+    from helpers import run_embrecall
+
+    _, _, frame = world
+    path = str(tmp_path / "art")
+    recommender.save(path)
+    done = run_embrecall(
+        "recommend",
+        path,
+        "3",
+        "-k",
+        "5",
+        "--json",
+        "--filter",
+        "colour=red",
+        "--filter",
+        "year>=2000",
+    )
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    mask = oracle_mask(frame, ["colour=red", "year>=2000"])
+    assert body["filter"] == {
+        "expressions": ["colour=red", "year>=2000"],
+        "passing": int(mask.sum()),
+        "plan": "scan",
+    }
+    assert [r["id"] for r in body["results"]] == (
+        recommender.recommend(3, k=5, filter=["colour=red", "year>=2000"]).ids.tolist()
+    )
+    for expression, words in (
+        ("colour>red", "'colour' is text"),
+        ("genre=Drama", "unknown field 'genre'"),
+    ):
+        done = run_embrecall("recommend", path, "3", "--filter", expression)
+        assert done.returncode != 0 and done.stdout == ""
+        assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+    done = run_embrecall("similar-users", path, "3", "-k", "3", "--filter", "gender=F", "--json")
+    assert {r["gender"] for r in json.loads(done.stdout)["results"]} == {"F"}

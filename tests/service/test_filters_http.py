@@ -120,6 +120,8 @@ def test_plans_are_counted_in_metrics(client):
         and 'plan="scan"' in x
     )
     assert float(line.rsplit(" ", 1)[1]) >= 1
+    plans = client.get("/v1/info").json()["filter_plans"]
+    assert plans["similar_items"]["scan"] == int(float(line.rsplit(" ", 1)[1]))
 
 
 def test_info_lists_the_filter_fields(client):

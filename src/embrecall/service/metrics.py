@@ -124,6 +124,15 @@ class Metrics:
         self.version.labels(version).set(1)
         self.ready.set(1)
 
+    def filter_plans(self) -> dict[str, dict[str, int]]:
+        """Filtered queries answered so far, by query kind and plan (what /v1/info shows)."""
+        out: dict[str, dict[str, int]] = {}
+        for sample in self.filtered.collect()[0].samples:
+            if sample.name.endswith("_total"):
+                query, plan = sample.labels["query"], sample.labels["plan"]
+                out.setdefault(query, {})[plan] = int(sample.value)
+        return out
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

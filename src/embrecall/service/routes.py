@@ -238,7 +238,8 @@ async def search(service: ServiceDep, body: SearchRequest) -> Response:
 @read_router.get("/info", tags=["operations"])
 async def info(service: ServiceDep) -> Response:
     """Served version, available versions, counts, dimensions, metrics, index kinds, limits,
-    and the process id of the server process that answered (one of `serve --workers N`)."""
+    the process id of the server process that answered (one of `serve --workers N`), and how
+    many filtered queries each plan answered in this process."""
     served = service.registry.current
     registry = service.registry
     body = {
@@ -253,6 +254,7 @@ async def info(service: ServiceDep) -> Response:
         "artifact": served.description if served else None,
         "limits": service.settings.public(),
         "live_recall": service.monitor.snapshot() if service.monitor else None,
+        "filter_plans": service.metrics.filter_plans(),
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
