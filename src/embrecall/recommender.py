@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from embrecall.interactions import Interactions, SeenItems
 from embrecall.neighbors import Neighbors, join_records
 from embrecall.options import BuildOptions
 from embrecall.queries import ID_WHAT, QUERY_SPACES, QueryKind
+
+if TYPE_CHECKING:
+    from embrecall.live.overlay import LiveOverlay
 
 IdLike = int | str
 Ids = np.ndarray
@@ -116,6 +119,8 @@ class Recommender:
         self.catalog = catalog
         self.seen = seen
         self.info = dict(info or {})
+        # pending live changes over this version (embrecall.live), attached by whoever serves it
+        self.live: LiveOverlay | None = None
         for kind in self.query_kinds.values():
             if kind.index_name not in self.indexes:
                 raise InvalidArgumentError(
@@ -306,6 +311,8 @@ class Recommender:
 
         Only ``exclude`` is left out: a raw vector has no seen items and no self.
         """
+        if self.live is not None and self.live.active:
+            return self.live.search(self, query_kind, vector, k, exclude, params)
         kind = self._kind(query_kind)
         index = self.indexes[kind.index_name]
         queries, single = check_query_vectors(vector, index.dim, nonzero=kind.metric == "cosine")
@@ -366,6 +373,8 @@ class Recommender:
     def seen_items(self, user_id: IdLike) -> Ids:
         """Item ids the user has interacted with (empty without interactions)."""
         users = self.space("users", "seen_items")
+        if self.live is not None and self.live.active:
+            return self.live.seen_items(self, user_id)
         if self.seen is None:
             return self.items.ids[:0]
         return self.items.ids[self.seen.rows_for(users.row_of(user_id, what="user id"))]
@@ -471,6 +480,8 @@ class Recommender:
 
     # -- internals ---------------------------------------------------------------------------
     def _by_id(self, name, query_id, k, exclude, exclude_seen, params) -> Neighbors:
+        if self.live is not None and self.live.active:  # pending changes: merged in the search
+            return self.live.by_id(self, name, query_id, k, exclude, exclude_seen, params)
         ids, single = _as_batch(query_id)
         kind = self._kind(name)
         space = self.space(kind.query_space, name)

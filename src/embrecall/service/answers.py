@@ -138,7 +138,8 @@ def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
     if users is None:
         raise InvalidArgumentError(_NO_USERS.format("seen items"))
     uid = users.coerce_id(raw_id, what="user id")
-    users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
+    if served.rec.live is None or not served.rec.live.active:
+        users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
     items = served.rec.seen_items(uid).tolist()
     answer: dict[str, Any] = {"version": served.version, "id": uid, "items": items}
     if details:
@@ -152,6 +153,10 @@ def item(served: Served, raw_id: str) -> bytes:
     does not hold the item (``metadata`` is ``{}`` for an item the catalog lacks)."""
     items = served.rec.items
     iid = items.coerce_id(raw_id, what="item id")
+    live = served.rec.live
+    if live is not None and live.active:  # an item added, changed or removed since the build
+        metadata = live.item_record(served.rec, iid)
+        return orjson.dumps({"version": served.version, "id": iid, "metadata": metadata})
     items.row_of(iid, what="item id")
     catalog = served.rec.catalog
     metadata = catalog.record(iid) if catalog is not None else {}

@@ -63,7 +63,9 @@ def build_routes(service: Service) -> list[APIRouter]:
     common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
     reads = APIRouter(dependencies=guard, responses=common)
     reads.include_router(read_router)
-    return [reads, ops_router, admin_router]
+    from embrecall.service.live import live_router
+
+    return [reads, ops_router, admin_router, live_router(_admin_key)]
 
 
 def get_service(request: Request) -> Service:

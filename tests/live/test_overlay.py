@@ -1,0 +1,129 @@
+"""The overlay's answers equal an exact rebuild over the changed data, for every query kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embrecall.errors import DimensionMismatchError, InvalidVectorError, UnknownIdError
+from embrecall.index.recall import recall_at_k
+from embrecall.live import changes
+from embrecall.live.fold import fold
+from embrecall.live.overlay import LiveOverlay
+from embrecall.recommender import Recommender
+from helpers import build_small
+
+ITEM_IDS = np.arange(500) * 7 + 3
+USER_IDS = np.arange(1000, 1060)
+
+
+@pytest.fixture(scope="module")
+def changed(tmp_path_factory):
+    """A small exact recommender with a seeded mix of every kind of change, and its oracle."""
+    rec = build_small(tmp_path_factory.mktemp("overlay"), index="Flat")
+    live = rec.live = LiveOverlay(rec)
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(25):  # new items, near existing ones so that they compete for the top
+        near = rec.items.vectors[rng.integers(500)] + 0.05 * rng.standard_normal(16)
+        records.append(changes.upsert(rec, "items", 90_000 + i, near, {"title": f"New {i}"}))
+    for item in rng.choice(ITEM_IDS, 25, replace=False):  # replaced vectors
+        records.append(changes.upsert(rec, "items", int(item), rng.standard_normal(16)))
+    live.state.apply(records)
+    deleted = [int(i) for i in rng.choice(ITEM_IDS, 40, replace=False)] + [90_003]
+    for item in deleted:
+        if live.holds(rec, "items", item):
+            live.state.apply([changes.delete(rec, live, "items", item)])
+    deleted = [i for i in deleted if not live.holds(rec, "items", i)]
+    users = [changes.upsert(rec, "users", int(u), rng.standard_normal(16)) for u in USER_IDS[:5]]
+    users.append(changes.upsert(rec, "users", 5000, rng.standard_normal(16)))
+    live.state.apply(users)
+    live.state.apply([changes.delete(rec, live, "users", int(USER_IDS[-1]))])
+    held = [int(i) for i in ITEM_IDS if live.holds(rec, "items", int(i))] + [90_000, 90_001]
+    for u in USER_IDS[:10]:
+        seen = [int(i) for i in rng.choice(held, 5, replace=False)]
+        live.state.apply([changes.seen(rec, live, int(u), seen)])
+    folded = fold(rec, live.state.snapshot)
+    oracle = Recommender.build(
+        folded.items,
+        folded.users,
+        catalog=folded.catalog,
+        interactions=folded.interactions,
+        index="Flat",
+        progress=False,
+    )
+    return rec, oracle, deleted
+
+
+def _check_equal(got, want, space, metric) -> None:
+    """Every query's answer is right up to ties at the k-th score."""
+    rows_got = space.lookup_rows(np.asarray(got.ids).ravel()).reshape(got.ids.shape)
+    rows_want = space.lookup_rows(np.asarray(want.ids).ravel()).reshape(want.ids.shape)
+    assert (rows_got >= 0).all(), "an id the changed data does not hold was returned"
+    assert rows_got.shape == rows_want.shape
+    return rows_got, rows_want
+
+
+@pytest.mark.parametrize("query", ["recommend", "similar_users", "similar_items"])
+def test_by_id_equals_an_exact_rebuild(changed, query):
+    rec, oracle, deleted = changed
+    kind = oracle.query_kinds[query]
+    queries = oracle.query_space(kind).ids
+    if query == "similar_items":
+        queries = queries[::5]
+    got = getattr(rec, query)(list(queries), 10)
+    want = getattr(oracle, query)(list(queries), 10)
+    target = oracle.target_space(kind)
+    rows_got, rows_want = _check_equal(got, want, target, kind.metric)
+    qvec = oracle.query_space(kind).vectors[oracle.query_space(kind).lookup_rows(list(queries))]
+    recall = recall_at_k(target.vectors, qvec, rows_got, rows_want, kind.metric)
+    assert recall.min() == 1.0
+    if target is oracle.items:
+        assert not set(deleted) & set(np.asarray(got.ids).ravel().tolist())
+
+
+def test_by_vector_equals_an_exact_rebuild(changed):
+    rec, oracle, _ = changed
+    q = np.random.default_rng(3).standard_normal((20, 16)).astype(np.float32)
+    for query in ("recommend", "similar_items", "similar_users"):
+        got = rec.search(query, q, 10)
+        want = oracle.search(query, q, 10)
+        kind = oracle.query_kinds[query]
+        target = oracle.target_space(kind)
+        rows_got, rows_want = _check_equal(got, want, target, kind.metric)
+        assert recall_at_k(target.vectors, q, rows_got, rows_want, kind.metric).min() == 1.0
+
+
+def test_an_upserted_item_is_found_by_its_own_vector_at_rank_1(changed):
+    rec, _, _ = changed
+    vector = np.random.default_rng(11).standard_normal(16)
+    rec.live.state.apply([changes.upsert(rec, "items", 123_456, vector, {"title": "Fresh"})])
+    ids, _ = rec.similar_items_by_vector(vector, 5)
+    assert ids[0] == 123_456
+    assert rec.similar_items_by_vector(vector, 5).records[0]["title"] == "Fresh"
+    rec.live.state.apply([changes.delete(rec, rec.live, "items", 123_456)])
+    assert 123_456 not in rec.similar_items_by_vector(vector, 50).ids
+
+
+def test_k_is_kept_and_deleted_query_ids_are_unknown(changed):
+    rec, oracle, deleted = changed
+    assert len(rec.similar_items(90_000, 50).ids) == 50
+    with pytest.raises(UnknownIdError):
+        rec.similar_items(deleted[0], 5)
+    with pytest.raises(UnknownIdError):
+        rec.recommend(int(USER_IDS[-1]), 5)
+    assert set(rec.seen_items(1000).tolist()) == set(oracle.seen_items(1000).tolist())
+
+
+def test_bad_changes_are_refused_before_the_log(changed):
+    rec, _, deleted = changed
+    with pytest.raises(DimensionMismatchError):
+        changes.upsert(rec, "items", 1, np.ones(3))
+    with pytest.raises(InvalidVectorError):
+        changes.upsert(rec, "items", 1, [float("nan")] * 16)
+    with pytest.raises(InvalidVectorError):  # similar_items is cosine: no direction
+        changes.upsert(rec, "items", 1, np.zeros(16))
+    with pytest.raises(UnknownIdError):
+        changes.delete(rec, rec.live, "items", deleted[0])
+    with pytest.raises(UnknownIdError):
+        changes.seen(rec, rec.live, 1000, [deleted[0]])
