@@ -12,26 +12,34 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from embrecall.errors import require_extra
 from embrecall.live import changes
 from embrecall.live.changelog import Record
 from embrecall.service.errors import ApiError
 from embrecall.service.registry import Served, VersionRegistry
+from embrecall.service.runtime import Service
 from embrecall.service.schemas import Id, errors
 
 require_extra("fastapi", "server")
 
 import anyio.to_thread  # noqa: E402
 import orjson  # noqa: E402
-from fastapi import APIRouter, Depends  # noqa: E402
+from fastapi import APIRouter, Depends, Request  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 
 log = logging.getLogger("embrecall.service")
 
 POLL_INTERVAL_S = 0.2  # how often a process looks for changes other processes appended
+
+
+def _service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
 
 
 class ItemUpsert(BaseModel):
@@ -57,8 +65,6 @@ class SeenRequest(BaseModel):
 
 def live_router(admin_key: Callable[..., None]) -> APIRouter:
     """The live-update routes, behind the admin key dependency ``admin_key``."""
-    from embrecall.service.routes import ServiceDep
-
     router = APIRouter(
         prefix="/v1",
         dependencies=[Depends(admin_key)],
