@@ -42,6 +42,16 @@ def _service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(_service)]
 
 
+class ChangeResponse(BaseModel):
+    """A change, acknowledged once it is durable (fsynced in the version's change log)."""
+
+    version: str = Field(..., description="The version the change was recorded on.")
+    op: str = Field(..., description="upsert, delete or seen.")
+    space: str = Field(..., description="items or users.")
+    id: Id = Field(..., description="The id changed.")
+    durable: bool = Field(..., description="Always true: the answer waits for the fsync.")
+
+
 class ItemUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -69,10 +79,15 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         prefix="/v1",
         dependencies=[Depends(admin_key)],
         tags=["live updates"],
-        responses=errors(401, 403, 409, 422, 503),
+        responses=errors(
+            401, 403, 409, 422, 503, e409="Live updates need a version root (live_updates_off)."
+        ),
     )
+    body = errors(400, 413)
 
-    @router.put("/items/{item_id}", responses=errors(404))
+    @router.put(
+        "/items/{item_id}", response_model=ChangeResponse, responses={**errors(404), **body}
+    )
     async def put_item(service: ServiceDep, item_id: str, body: ItemUpsert) -> Response:
         """Add an item or replace its vector (and fields); answered once the change is durable."""
         served = _served_with_feed(service)
@@ -80,14 +95,16 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
             served, lambda: changes.upsert(served.rec, "items", item_id, body.vector, body.fields)
         )
 
-    @router.delete("/items/{item_id}", responses=errors(404))
+    @router.delete("/items/{item_id}", response_model=ChangeResponse, responses=errors(404))
     async def delete_item(service: ServiceDep, item_id: str) -> Response:
         """Remove an item: never returned again once this answers."""
         served = _served_with_feed(service)
         live = served.feed.overlay
         return await _write(served, lambda: changes.delete(served.rec, live, "items", item_id))
 
-    @router.put("/users/{user_id}", responses=errors(404))
+    @router.put(
+        "/users/{user_id}", response_model=ChangeResponse, responses={**errors(404), **body}
+    )
     async def put_user(service: ServiceDep, user_id: str, body: UserUpsert) -> Response:
         """Add a user or replace their vector."""
         served = _served_with_feed(service)
@@ -95,14 +112,16 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
             served, lambda: changes.upsert(served.rec, "users", user_id, body.vector)
         )
 
-    @router.delete("/users/{user_id}", responses=errors(404))
+    @router.delete("/users/{user_id}", response_model=ChangeResponse, responses=errors(404))
     async def delete_user(service: ServiceDep, user_id: str) -> Response:
         """Remove a user."""
         served = _served_with_feed(service)
         live = served.feed.overlay
         return await _write(served, lambda: changes.delete(served.rec, live, "users", user_id))
 
-    @router.post("/users/{user_id}/seen", responses=errors(404))
+    @router.post(
+        "/users/{user_id}/seen", response_model=ChangeResponse, responses={**errors(404), **body}
+    )
     async def post_seen(service: ServiceDep, user_id: str, body: SeenRequest) -> Response:
         """Record items a user has just consumed: recommend leaves them out at once."""
         served = _served_with_feed(service)
