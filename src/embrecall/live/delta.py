@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import faiss
 import numpy as np
 
 from embrecall.embeddings import Embeddings
@@ -39,6 +40,7 @@ class SpaceDelta:
     unit : (n, d) float32, the same vectors unit-normalised (cosine searches them)
     slot_of : {id: slot}
     hidden_rows : sorted int64 rows of the artifact's space, deleted or replaced
+    hidden_ids : their ids, sorted (to drop them from an answer by id)
     deleted : ids deleted and not upserted again
     """
 
@@ -47,7 +49,20 @@ class SpaceDelta:
     unit: np.ndarray
     slot_of: Mapping[Any, int]
     hidden_rows: np.ndarray
+    hidden_ids: np.ndarray  # the ids of hidden_rows, sorted
     deleted: frozenset
+
+    _flat: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def flat(self, metric: str) -> faiss.Index:
+        """An exact faiss index of the delta for ``metric`` (made on first use, then kept)."""
+        index = self._flat.get(metric)
+        if index is None:
+            dim = self.vectors.shape[1]
+            index = faiss.IndexFlatL2(dim) if metric == "l2" else faiss.IndexFlatIP(dim)
+            index.add(self.unit if metric == "cosine" else self.vectors)
+            self._flat[metric] = index
+        return index
 
     @property
     def size(self) -> int:
@@ -101,6 +116,7 @@ class _Space:
             if keys
             else np.empty((0, dim), dtype=np.float32)
         )
+        hidden = np.array(sorted(self.hidden), dtype=np.int64)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.where(norms == 0, 1, norms)
         return SpaceDelta(
@@ -108,7 +124,8 @@ class _Space:
             vectors=np.ascontiguousarray(vectors),
             unit=np.ascontiguousarray(unit, dtype=np.float32),
             slot_of=MappingProxyType({k: i for i, k in enumerate(keys)}),
-            hidden_rows=np.array(sorted(self.hidden), dtype=np.int64),
+            hidden_rows=hidden,
+            hidden_ids=np.sort(self.base.ids[hidden]) if self.base is not None else hidden,
             deleted=frozenset(self.deleted),
         )
 

@@ -19,9 +19,13 @@ import numpy as np
 
 from embrecall.embeddings import check_query_vectors
 from embrecall.errors import UnknownIdError
+from embrecall.index.faiss_index import _search_on_threads
 from embrecall.live.delta import LiveState, Snapshot, SpaceDelta
 from embrecall.neighbors import Neighbors
 from embrecall.queries import ID_WHAT
+
+# how much deeper than k the main index is asked before hidden rows are excluded inside it
+_OVERFETCH_HIDDEN = 1024
 
 if TYPE_CHECKING:
     from embrecall.catalog import Catalog
@@ -170,9 +174,7 @@ class LiveOverlay:
 
         k = _check_k(k)
         delta = snap.spaces[kind.target_space]
-        hidden = delta.hidden_rows
-        excluded = [_union(rows + [hidden]) for rows in excluded_rows]
-        base = rec._run(kind, queries, k, excluded, params, False)
+        base = _base_answer(rec, kind, queries, k, excluded_rows, params, delta)
         higher = base.higher_is_better
         d_scores, d_ids = _delta_topk(delta, kind.metric, queries, k, excluded_ids, higher)
         ids, scores = _merge(base.ids, base.scores, d_ids, d_scores, k, higher)
@@ -191,6 +193,46 @@ class LiveOverlay:
             higher_is_better=higher,
             catalog=catalog,  # type: ignore[arg-type]  # records() is all Neighbors asks
         )
+
+
+def _base_answer(rec, kind, queries, k: int, excluded_rows, params, delta: SpaceDelta):
+    """The main index's answer without the rows deleted or replaced since the build.
+
+    Those rows are dropped from a slightly deeper answer rather than excluded inside each
+    search: they are a small share of a catalogue, and a search that excludes thousands of rows
+    costs far more than fetching a few more than ``k``. When too many of them crowd a query's
+    top, the search is repeated deeper, and at last with them excluded inside the search.
+    """
+    excluded = [_union(rows) for rows in excluded_rows]
+    hidden = delta.hidden_rows
+    if hidden.size == 0:
+        return rec._run(kind, queries, k, excluded, params, False)
+    ntotal = len(rec.target_space(kind))
+    fetch = k + 8 + int(np.ceil(4 * k * hidden.size / max(ntotal, 1)))
+    while fetch < min(ntotal, k + _OVERFETCH_HIDDEN):
+        base = rec._run(kind, queries, fetch, excluded, params, False)
+        ids, scores = base.ids, base.scores
+        keep = ~np.isnan(scores) & ~_isin(ids, delta.hidden_ids)
+        found = keep.sum(axis=1)
+        exhausted = (~np.isnan(scores)).sum(axis=1) < fetch  # nothing deeper to fetch
+        if ((found >= k) | exhausted).all():
+            order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept ones first, in order
+            ids = np.take_along_axis(ids, order, axis=1)
+            scores = np.take_along_axis(np.where(keep, scores, np.nan), order, axis=1)
+            ids[np.isnan(scores)] = -1 if ids.dtype != object else None  # no hidden id leaks
+            base.ids, base.scores = ids, scores
+            return base
+        fetch *= 4
+    excluded = [_union([e, hidden]) for e in excluded]
+    return rec._run(kind, queries, k, excluded, params, False)
+
+
+def _isin(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    if ids.dtype != object:
+        at = np.minimum(sorted_ids.searchsorted(ids), sorted_ids.size - 1)
+        return sorted_ids[at] == ids
+    hidden = set(sorted_ids.tolist())
+    return np.array([[i in hidden for i in row] for row in ids], dtype=bool).reshape(ids.shape)
 
 
 class _LiveCatalog:
@@ -264,38 +306,32 @@ def _delta_topk(
     higher: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` of the upserted vectors per query: scores (m, k'), ids (m, k') with NaN
-    scores where a query has fewer (excluded ids left out)."""
+    scores where a query has fewer (excluded ids left out).
+
+    A faiss flat index over the delta (one OpenMP thread for a few queries, as the main search
+    runs) over-fetches by the number of excluded ids the delta holds, which are then dropped.
+    """
     m = len(queries)
     n = delta.size
     if n == 0:
         return np.empty((m, 0), np.float32), np.empty((m, 0), delta.ids.dtype)
-    q = np.asarray(queries, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cosine":
         norms = np.linalg.norm(q, axis=1, keepdims=True)
-        scores = (q / np.where(norms == 0, 1, norms)) @ delta.unit.T
-    elif metric == "ip":
-        scores = q @ delta.vectors.T
-    else:  # squared L2, as faiss scores it
-        v = delta.vectors
-        scores = (q * q).sum(1)[:, None] - 2 * (q @ v.T) + (v * v).sum(1)[None, :]
-        np.maximum(scores, 0, out=scores)
-    scores = scores.astype(np.float32, copy=False)
-    worst = -np.inf if higher else np.inf
-    for i, out in enumerate(excluded_ids):
-        for key in out:
-            slot = delta.slot_of.get(key)
-            if slot is not None:
-                scores[i, slot] = worst
-    kk = min(k, n)
-    order_key = -scores if higher else scores
-    if kk < n:
-        top = np.argpartition(order_key, kk - 1, axis=1)[:, :kk]
-    else:
-        top = np.broadcast_to(np.arange(n), (m, n)).copy()
-    top_scores = np.take_along_axis(scores, top, axis=1)
-    top_ids = delta.ids[top]
-    top_scores = np.where(np.isinf(top_scores), np.nan, top_scores).astype(np.float32)
-    return top_scores, top_ids
+        q = q / np.where(norms == 0, 1, norms)
+    slots = [[delta.slot_of[key] for key in out if key in delta.slot_of] for out in excluded_ids]
+    kk = min(n, k + max(len(s) for s in slots))
+    scores, found = _search_on_threads(delta.flat(metric), q, kk, None)
+    for i, drop in enumerate(slots):
+        if drop:
+            gone = np.isin(found[i], drop)
+            scores[i][gone] = np.nan
+    order = np.argsort(np.isnan(scores), axis=1, kind="stable")[:, : min(k, n)]
+    scores = np.take_along_axis(scores, order, axis=1)
+    found = np.take_along_axis(found, order, axis=1)
+    missing = found < 0
+    scores[missing] = np.nan
+    return scores, delta.ids[np.where(missing, 0, found)]
 
 
 def _merge(base_ids, base_scores, d_ids, d_scores, k: int, higher: bool):
