@@ -334,6 +334,8 @@ class Recommender:
         Only items this recommender can query (they have embeddings) are listed, so each one
         can be asked for similar items.
         """
+        if self.live is not None and self.live.active:
+            return self.live.find_items(self, text, limit)
         if self.catalog is None:
             raise InvalidArgumentError("this version has no catalog to search")
         matches = self.catalog.find(text)

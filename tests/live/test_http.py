@@ -285,3 +285,17 @@ def test_concurrent_writers_never_interleave(tmp_path):
     assert sorted(r["id"] for r in records) == sorted(
         n * 1000 + i for n in range(4) for i in range(50)
     )
+
+
+def test_title_search_sees_new_and_removed_items(root, serve):
+    server = serve(root.path)
+    with server.client() as c:
+        first = c.get("/v1/items/search?q=Movie 1&limit=5").json()["results"][0]["id"]
+        vector = np.random.default_rng(8).standard_normal(DIM).tolist()
+        body = {"vector": vector, "fields": {"title": "Zyzzyva Returns (2026)"}}
+        assert c.put("/v1/items/555555", json=body, headers=ADMIN).status_code == 200
+        assert c.delete(f"/v1/items/{first}", headers=ADMIN).status_code == 200
+        found = c.get("/v1/items/search?q=zyzzyva").json()["results"]
+        assert [r["id"] for r in found] == [555555]
+        again = c.get("/v1/items/search?q=Movie 1&limit=50").json()["results"]
+        assert first not in [r["id"] for r in again] and again

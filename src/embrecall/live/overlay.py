@@ -85,6 +85,26 @@ class LiveOverlay:
             base = base[[i not in gone for i in base.tolist()]]
         return base
 
+    def find_items(self, rec: Recommender, text: str, limit: int) -> tuple[list, bool]:
+        """``Recommender.find_items`` with the pending changes: removed items left out, titles
+        given with upserts searched too (after the catalogue's matches)."""
+        snap = self.state.snapshot
+        found: list = []
+        if rec.catalog is not None:
+            for i in rec.catalog.find(text).tolist():
+                if i not in snap.fields and self.holds(rec, "items", i):
+                    found.append(i)
+                    if len(found) > limit:
+                        return found[:limit], True
+        needle = text.casefold()
+        for i, fields in snap.fields.items():
+            title = fields.get("title")
+            if isinstance(title, str) and needle in title.casefold():
+                found.append(i)
+                if len(found) > limit:
+                    break
+        return found[:limit], len(found) > limit
+
     # -- queries ---------------------------------------------------------------------------
     def by_id(
         self,
