@@ -113,6 +113,8 @@ def test_seen_items_are_excluded_at_once(root, serve):
         assert set(top[:3]) <= set(c.get(f"/v1/users/{user}/seen").json()["items"])
         raw = _returned(c.get(f"/v1/users/{user}/recommendations?k=5&exclude_seen=false").json())
         assert set(top[:3]) <= set(raw)
+        live = c.get("/v1/info").json()["live_changes"]
+        assert live["records"] == 1 and live["users_with_seen"] == 1
 
 
 def test_users_are_added_replaced_and_removed(root, serve):

@@ -45,7 +45,7 @@ def by_id(
     kind = _kind(served, query)
     qid = rec.query_space(kind).coerce_id(raw_id, what=ID_WHAT[kind.query_space])
     answer = getattr(rec, query)(qid, k, **_options(kind, exclude, exclude_seen, params))
-    if monitor is not None:
+    if monitor is not None and not _pending(rec):
         monitor.observe(
             query,
             answer.ids,
@@ -120,7 +120,7 @@ def by_vector(
     }
     if not found.is_batch:
         answer.update(_results(found))
-        if monitor is not None:
+        if monitor is not None and not _pending(rec):
             monitor.observe(query, found.ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
         answer["batch"] = [_results(r) for r in found.rows()]
@@ -183,6 +183,12 @@ def find_items(served: Served, text: str, limit: int) -> bytes:
 
 
 _NO_USERS = "{} needs user embeddings, and this version has none"
+
+
+def _pending(rec) -> bool:
+    """Whether live changes shaped the answer: the monitor's exact reference is the artifact
+    alone, so such answers are not offered to it."""
+    return rec.live is not None and rec.live.active
 
 
 def _kind(served: Served, query: str):

@@ -242,6 +242,7 @@ async def info(service: ServiceDep) -> Response:
         "artifact": served.description if served else None,
         "limits": service.settings.public(),
         "live_recall": service.monitor.snapshot() if service.monitor else None,
+        "live_changes": served.feed.describe() if served and served.feed else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
