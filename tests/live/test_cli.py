@@ -80,6 +80,8 @@ def test_compact_folds_changes_into_a_new_version_and_carries_later_ones(
     assert main(["update", str(root.path), "--items", str(path), "--delete-items", "3", "-q"]) == 0
     assert main(["compact", str(root.path), "--id", "v1c", "--json"]) == 0, capsys.readouterr()
     assert root.current() == "v1c"
+    assert main(["compact", str(root.path), "--id", "v1c", "-q"]) == 1
+    assert "already has a version 'v1c'" in capsys.readouterr().err
     compacted = embrecall.load(root.path_of("v1c"))
     assert compacted.items.contains(700_000) and not compacted.items.contains(3)
     assert compacted.similar_items_by_vector(vectors[1], 1).ids[0] == 700_001

@@ -301,3 +301,37 @@ def test_title_search_sees_new_and_removed_items(root, serve):
         assert [r["id"] for r in found] == [555555]
         again = c.get("/v1/items/search?q=Movie 1&limit=50").json()["results"]
         assert first not in [r["id"] for r in again] and again
+
+
+def test_every_worker_of_serve_workers_sees_a_change_within_a_second(root, monkeypatch):
+    import httpx
+
+    monkeypatch.setenv("EMBRECALL_ADMIN_API_KEY", ADMIN_KEY)
+    vector = np.random.default_rng(9).standard_normal(DIM).tolist()
+    with ServeProcess(str(root.path), "--port", "0", "--workers", "2") as server:
+        pids = set()
+        deadline = time.monotonic() + 60
+        while len(pids) < 2 and time.monotonic() < deadline:  # both workers answer
+            try:
+                pids.add(httpx.get(server.url + "/v1/info", timeout=30).json()["pid"])
+            except httpx.ConnectError:  # the port listens once the first worker has started
+                time.sleep(0.1)
+        assert len(pids) == 2
+        body = {"vector": vector, "fields": {"title": "Both"}}
+        r = httpx.put(server.url + "/v1/items/616161", json=body, headers=ADMIN, timeout=30)
+        assert r.status_code == 200, r.text
+        time.sleep(1.0)
+        answered_by: dict[int, list[int]] = {}
+        for _ in range(200):  # a connection per request: the kernel hands them to either worker
+            if len(answered_by) == 2 and min(map(len, answered_by.values())) >= 5:
+                break
+            info = httpx.get(server.url + "/v1/info", timeout=30).json()
+            top = httpx.post(
+                server.url + "/v1/search",
+                json={"vector": vector, "query": "similar_items", "k": 1},
+                timeout=30,
+            ).json()["results"][0]["id"]
+            answered_by.setdefault(info["pid"], []).append(info["live_changes"]["records"])
+            assert top == 616161
+        assert len(answered_by) == 2
+        assert all(records == [1] * len(records) for records in answered_by.values())

@@ -161,6 +161,10 @@ def compact(
     from embrecall.recommender import Recommender
 
     root, current = open_root(target)
+    if version is not None and root.has(version):  # before its .base could be overwritten
+        raise ArtifactError(
+            f"{root.path} already has a version {version!r}; versions are immutable"
+        )
     rec, _, offset = load_with_changes(root, current, verify=True)
     snap = rec.live.state.snapshot
     folded = fold(rec, snap)
