@@ -14,7 +14,8 @@ version root; then:
    /v1/users/{id}/recommendations`` p50 with none pending and with ``--pending`` pending;
    sequential ``PUT /v1/items/{id}`` acknowledgements per second (each one fsynced); and, for
    ``--fresh`` upserts acknowledged by one process, the time until the other process answers
-   the item at rank 1 by its own vector;
+   the item at rank 1 by its own vector; then p50 interleaved, request by request, against a
+   third server on a root with the same version and no change;
 3. ``--deletes`` of the most recommended items deleted through ``embrecall update``, then
    ``--delete-queries`` recommend queries (in-process, the same search path as the server) and
    a tenth as many over HTTP, counting deleted ids returned (the goal: none).
@@ -145,6 +146,18 @@ def http_p50(client, users, n: int) -> dict:
     return percentiles(times)
 
 
+def http_interleaved(clients: dict, users) -> dict:
+    """p50 of each server on the same users, one request to each in turn (drift hits both)."""
+    times: dict = {name: [] for name in clients}
+    for u in users:
+        for name, client in clients.items():
+            t = time.perf_counter()
+            r = client.get(f"/v1/users/{u}/recommendations?k=30")
+            times[name].append(time.perf_counter() - t)
+            assert r.status_code == 200, r.text
+    return {name: percentiles(v) for name, v in times.items()}
+
+
 def over_http(root: VersionRoot, n_pending: int, queries: int, fresh: int, dim: int) -> dict:
     import httpx
 
@@ -203,6 +216,23 @@ def over_http(root: VersionRoot, n_pending: int, queries: int, fresh: int, dim: 
             out["p50_pending"] = http_p50(ca, users, queries)
             out["pending"] = n_pending + fresh + n
             out["p50_ratio"] = out["p50_pending"]["p50_ms"] / out["p50_none"]["p50_ms"]
+        # the same, interleaved against a server of a root with the same version and no change
+        clean = VersionRoot(root.path.parent / "clean")
+        clean.publish(root.path_of("v1"), "v1")
+        c = Server(clean.path)
+        try:
+            with (
+                httpx.Client(base_url=a.url, timeout=30) as ca,
+                httpx.Client(base_url=c.url, timeout=30) as cc,
+            ):
+                http_interleaved({"none": cc, "pending": ca}, users[:50])  # warm up
+                both = http_interleaved({"none": cc, "pending": ca}, users)
+            out["interleaved"] = {
+                **both,
+                "p50_ratio": both["pending"]["p50_ms"] / both["none"]["p50_ms"],
+            }
+        finally:
+            c.stop()
     finally:
         a.stop()
         b.stop()
