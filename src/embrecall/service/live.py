@@ -8,7 +8,6 @@ Other processes of the root (``serve --workers N``, other servers) see it at the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -179,13 +178,15 @@ class LiveTail:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        said = None  # the last failure logged: a log that stays bad is said once, not each tick
         while not self._stop.wait(self.interval_s):
             served = self.registry.current
             if served is None or served.feed is None:
                 continue
-            with contextlib.suppress(Exception):  # a bad tick must not end the tail
-                try:
-                    served.feed.poll()
-                except Exception:
+            try:
+                served.feed.poll()
+                said = None
+            except Exception as exc:  # the tail must outlive a bad tick
+                if (served.version, str(exc)) != said:
                     log.exception("applying live changes of version %s failed", served.version)
-                    raise
+                    said = (served.version, str(exc))
