@@ -127,3 +127,17 @@ def test_bad_changes_are_refused_before_the_log(changed):
         changes.delete(rec, rec.live, "items", deleted[0])
     with pytest.raises(UnknownIdError):
         changes.seen(rec, rec.live, 1000, [deleted[0]])
+
+
+def test_a_user_deleted_and_added_again_starts_with_no_history(changed):
+    rec, _, _ = changed
+    user = int(USER_IDS[20])
+    assert len(rec.seen_items(user)) > 0
+    vector = rec.users.vectors[20]
+    rec.live.state.apply([changes.delete(rec, rec.live, "users", user)])
+    rec.live.state.apply([changes.upsert(rec, "users", user, vector)])
+    assert len(rec.seen_items(user)) == 0
+    # nothing left out: every item held comes back, as for the raw vector
+    assert set(rec.recommend(user, 600).ids) == set(rec.recommend_by_vector(vector, 600).ids)
+    folded = fold(rec, rec.live.state.snapshot)
+    assert user not in set(folded.interactions.users.tolist())

@@ -80,12 +80,17 @@ class Snapshot:
     spaces: Mapping[str, SpaceDelta]
     fields: Mapping[Any, Mapping[str, Any]]  # item id -> catalogue fields given with upserts
     seen: Mapping[Any, tuple]  # user id -> item ids seen since the build
+    seen_reset: frozenset  # users deleted since the build: the artifact's history is not theirs
     applied: int  # records applied so far
 
     @property
     def active(self) -> bool:
         """Whether anything changes an answer (a snapshot of no changes costs searches nothing)."""
-        return bool(self.seen) or any(not s.empty for s in self.spaces.values())
+        return (
+            bool(self.seen)
+            or bool(self.seen_reset)
+            or any(not s.empty for s in self.spaces.values())
+        )
 
 
 @dataclass
@@ -144,6 +149,7 @@ class LiveState:
         self._spaces = {"items": _Space(items), "users": _Space(users)}
         self._fields: dict = {}
         self._seen: dict = {}
+        self._seen_reset: set = set()
         self._applied = 0
         self.snapshot = self._make_snapshot()
 
@@ -186,8 +192,9 @@ class LiveState:
             space.deleted.add(key)
             if r["space"] == "items":
                 self._fields.pop(key, None)
-            else:
+            else:  # a user id added again later starts with no history
                 self._seen.pop(key, None)
+                self._seen_reset.add(key)
         else:
             raise ValueError(f"unknown change {op!r}")
 
@@ -196,5 +203,6 @@ class LiveState:
             spaces=MappingProxyType({n: s.snapshot() for n, s in self._spaces.items()}),
             fields=MappingProxyType(dict(self._fields)),
             seen=MappingProxyType(dict(self._seen)),
+            seen_reset=frozenset(self._seen_reset),
             applied=self._applied,
         )

@@ -72,8 +72,12 @@ def _interactions(
     item_ids: list = []
     if rec.seen is not None:
         counts = np.diff(rec.seen.indptr)
-        user_ids.extend(np.repeat(rec.users.ids, counts).tolist())
-        item_ids.extend(rec.items.ids[rec.seen.item_rows].tolist())
+        owners = np.repeat(rec.users.ids, counts).tolist()
+        pairs = zip(owners, rec.items.ids[rec.seen.item_rows].tolist())
+        for user, item in pairs:
+            if user not in snap.seen_reset:  # deleted since: a user added again starts afresh
+                user_ids.append(user)
+                item_ids.append(item)
     for user, seen in snap.seen.items():
         user_ids.extend([user] * len(seen))
         item_ids.extend(seen)

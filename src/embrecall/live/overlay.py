@@ -74,7 +74,7 @@ class LiveOverlay:
             raise UnknownIdError(f"unknown user id {key!r}", [key])
         base: np.ndarray = rec.items.ids[:0]
         row = int(rec.users.lookup_rows([key])[0])
-        if rec.seen is not None and row >= 0:
+        if rec.seen is not None and row >= 0 and key not in snap.seen_reset:
             base = rec.items.ids[rec.seen.rows_for(row)]
         known = set(base.tolist())
         extra = [i for i in snap.seen.get(key, ()) if i not in known]
@@ -150,7 +150,7 @@ class LiveOverlay:
             rows = [listed[i]]
             out_ids = set(listed_ids[i])
             if seen_applies:
-                if rec.seen is not None and row >= 0:
+                if rec.seen is not None and row >= 0 and key not in snap.seen_reset:
                     seen_rows = rec.seen.rows_for(row)
                     rows.append(seen_rows)
                     out_ids.update(target.ids[seen_rows].tolist())
