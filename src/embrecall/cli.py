@@ -443,11 +443,13 @@ def _parser() -> argparse.ArgumentParser:
     # Commands of the optional parts register themselves; their heavy imports stay lazy.
     from embrecall.batch.commands import add_commands as add_batch_commands
     from embrecall.evaluate.commands import add_commands as add_eval_commands
+    from embrecall.live.commands import add_commands as add_live_commands
     from embrecall.service.commands import add_commands as add_service_commands
 
     add_service_commands(sub)
     add_eval_commands(sub)
     add_batch_commands(sub)
+    add_live_commands(sub)
     return parser
 
 

@@ -19,6 +19,7 @@ This module knows rows and catalogue values, never faiss indexes or external ids
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections import OrderedDict
@@ -200,6 +201,22 @@ class NumericField:
                 cond.op
             ](col, numbers[0])
 
+    def passes(self, cond: Condition, value: Any) -> bool:
+        """:meth:`mask` for one row's raw value (None: no value)."""
+        numbers = [_number(cond, v) for v in cond.values]
+        try:
+            x = float(value) if value is not None and value != "" else math.nan
+        except (TypeError, ValueError):
+            x = math.nan
+        if cond.op == "=":
+            return x in numbers
+        if cond.op == "!=":
+            return x not in numbers
+        if math.isnan(x):
+            return False
+        ordered = {">=": x >= numbers[0], "<=": x <= numbers[0], ">": x > numbers[0]}
+        return ordered.get(cond.op, x < numbers[0])
+
     def describe(self) -> dict[str, Any]:
         held = self.column[~np.isnan(self.column)]
         return {
@@ -241,6 +258,21 @@ class ValueField:
             if at < self.values.size and self.values[at] == value:
                 held[self.rows[self.indptr[at] : self.indptr[at + 1]]] = True
         return held if cond.op == "=" else ~held
+
+    def passes(self, cond: Condition, value: Any) -> bool:
+        """:meth:`mask` for one row's raw value (None: no value)."""
+        if cond.op not in ("=", "!="):
+            self.mask(cond)  # raises the same error
+        if value is None:
+            held: set = set()
+        elif isinstance(value, (list, tuple, set)):
+            held = {str(v).strip() for v in value}
+        elif self.kind == "list":
+            held = {v.strip() for v in str(value).split(LIST_SEPARATOR)}
+        else:
+            held = {str(value)}
+        hit = any(v in held for v in cond.values)
+        return hit if cond.op == "=" else not hit
 
     def count(self, value: str) -> int:
         at = int(np.searchsorted(self.values, value))
@@ -377,6 +409,18 @@ class FieldTable:
                 self._cached_bytes -= old.nbytes()
                 self._by_text.clear()  # it may hold the evicted one
 
+    def passes(self, expressions: str | Iterable[str], record: Mapping[str, Any]) -> bool:
+        """Whether one catalogue record (``{field: value}``, e.g. an item added since the
+        build) passes every expression, by the same rules as :meth:`compile`."""
+        for cond in parse_filters(expressions):
+            found = self._field(cond)
+            value = record.get(cond.field)
+            if value is None and cond.field == "year" and "year" not in record:
+                value = _year_of_title(record)  # as the catalogue's year was parsed
+            if not found.passes(cond, value):
+                return False
+        return True
+
     def describe(self) -> dict[str, Any]:
         """Each field's type and its values (text: the most frequent, with counts; numbers:
         the range), JSON-safe: what ``/v1/info`` shows and the web page builds its chips from."""
@@ -481,6 +525,12 @@ def _value_field(name: str, kind: str, column: pa.ChunkedArray, n: int) -> Value
     indptr = np.zeros(order.size + 1, dtype=np.int64)
     np.cumsum(np.bincount(codes, minlength=order.size), out=indptr[1:])
     return ValueField(name, kind, n, dictionary[order], indptr, rows)
+
+
+def _year_of_title(record: Mapping[str, Any]) -> int | None:
+    title = next((v for k, v in record.items() if k.lower() == "title"), None)
+    found = re.search(_YEAR_IN_TITLE, title) if isinstance(title, str) else None
+    return int(found.group("year")) if found else None
 
 
 def _year_from_titles(titles: pa.ChunkedArray) -> np.ndarray | None:

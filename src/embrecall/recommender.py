@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from embrecall.interactions import Interactions, SeenItems
 from embrecall.neighbors import Neighbors, join_records
 from embrecall.options import BuildOptions
 from embrecall.queries import ID_WHAT, QUERY_SPACES, QueryKind
+
+if TYPE_CHECKING:
+    from embrecall.live.overlay import LiveOverlay
 
 IdLike = int | str
 Ids = np.ndarray
@@ -123,6 +126,8 @@ class Recommender:
         # filter fields per space: from the artifact, else typed from the catalogues on first use
         self._fields: dict[str, FieldTable] = dict(fields or {})
         self.info = dict(info or {})
+        # pending live changes over this version (embrecall.live), attached by whoever serves it
+        self.live: LiveOverlay | None = None
         for kind in self.query_kinds.values():
             if kind.index_name not in self.indexes:
                 raise InvalidArgumentError(
@@ -343,6 +348,8 @@ class Recommender:
         Only ``exclude`` is left out: a raw vector has no seen items and no self. ``filter``
         keeps only targets passing every expression.
         """
+        if self.live is not None and self.live.active:
+            return self.live.search(self, query_kind, vector, k, exclude, params, filter)
         kind = self._kind(query_kind)
         index = self.indexes[kind.index_name]
         queries, single = check_query_vectors(vector, index.dim, nonzero=kind.metric == "cosine")
@@ -364,6 +371,8 @@ class Recommender:
         Only items this recommender can query (they have embeddings) are listed, so each one
         can be asked for similar items.
         """
+        if self.live is not None and self.live.active:
+            return self.live.find_items(self, text, limit)
         if self.catalog is None:
             raise InvalidArgumentError("this version has no catalog to search")
         matches = self.catalog.find(text)
@@ -403,6 +412,8 @@ class Recommender:
     def seen_items(self, user_id: IdLike) -> Ids:
         """Item ids the user has interacted with (empty without interactions)."""
         users = self.space("users", "seen_items")
+        if self.live is not None and self.live.active:
+            return self.live.seen_items(self, user_id)
         if self.seen is None:
             return self.items.ids[:0]
         return self.items.ids[self.seen.rows_for(users.row_of(user_id, what="user id"))]
@@ -552,6 +563,8 @@ class Recommender:
 
     # -- internals ---------------------------------------------------------------------------
     def _by_id(self, name, query_id, k, exclude, exclude_seen, params, filter=None) -> Neighbors:
+        if self.live is not None and self.live.active:  # pending changes: merged in the search
+            return self.live.by_id(self, name, query_id, k, exclude, exclude_seen, params, filter)
         ids, single = _as_batch(query_id)
         kind = self._kind(name)
         space = self.space(kind.query_space, name)

@@ -51,7 +51,7 @@ def by_id(
     options = _options(kind, exclude, exclude_seen, params, filter)
     answer = getattr(rec, query)(qid, k, **options)
     _count_plan(metrics, answer)
-    if monitor is not None and answer.filter is None:
+    if monitor is not None and answer.filter is None and not _pending(rec):
         monitor.observe(
             query,
             answer.ids,
@@ -135,7 +135,7 @@ def by_vector(
     }
     if not found.is_batch:
         answer.update(_results(found))
-        if monitor is not None and found.filter is None:
+        if monitor is not None and found.filter is None and not _pending(rec):
             monitor.observe(query, found.ids, vector=vectors, k=k, exclude=exclude, recommender=rec)
     else:
         answer["batch"] = [_results(r) for r in found.rows()]
@@ -154,7 +154,8 @@ def seen(served: Served, raw_id: str, *, details: bool = False) -> bytes:
     if users is None:
         raise InvalidArgumentError(_NO_USERS.format("seen items"))
     uid = users.coerce_id(raw_id, what="user id")
-    users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
+    if served.rec.live is None or not served.rec.live.active:
+        users.row_of(uid, what="user id")  # 404 for an unknown user, with or without interactions
     items = served.rec.seen_items(uid).tolist()
     answer: dict[str, Any] = {"version": served.version, "id": uid, "items": items}
     if details:
@@ -168,6 +169,10 @@ def item(served: Served, raw_id: str) -> bytes:
     does not hold the item (``metadata`` is ``{}`` for an item the catalog lacks)."""
     items = served.rec.items
     iid = items.coerce_id(raw_id, what="item id")
+    live = served.rec.live
+    if live is not None and live.active:  # an item added, changed or removed since the build
+        metadata = live.item_record(served.rec, iid)
+        return orjson.dumps({"version": served.version, "id": iid, "metadata": metadata})
     items.row_of(iid, what="item id")
     catalog = served.rec.catalog
     metadata = catalog.record(iid) if catalog is not None else {}
@@ -194,6 +199,12 @@ def find_items(served: Served, text: str, limit: int) -> bytes:
 
 
 _NO_USERS = "{} needs user embeddings, and this version has none"
+
+
+def _pending(rec) -> bool:
+    """Whether live changes shaped the answer: the monitor's exact reference is the artifact
+    alone, so such answers are not offered to it."""
+    return rec.live is not None and rec.live.active
 
 
 def _kind(served: Served, query: str):

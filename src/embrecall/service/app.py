@@ -89,9 +89,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             # exits instead when a single artifact, the only version there is, fails.
             service.startup_error = f"cannot serve {settings.target}: {exc}"
             log.error("no version serving: %s", exc)
+        from embrecall.service.live import LiveTail
+
+        tail = LiveTail(service.registry).start()  # changes other processes append
         try:
             yield
         finally:
+            tail.stop()
             service.registry.stop()
             if service.monitor is not None:
                 service.monitor.close()

@@ -29,6 +29,7 @@ from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEF
 from embrecall.versions import UnknownVersionError, VersionRoot, VersionSource
 
 if TYPE_CHECKING:
+    from embrecall.live.feed import LiveFeed
     from embrecall.recommender import Recommender
     from embrecall.service.metrics import Metrics
     from embrecall.service.settings import Settings
@@ -48,6 +49,7 @@ class Served:
     queries: Mapping[str, Mapping[str, str]]  # query kind -> {"metric", "score"}, for responses
     description: dict[str, Any]
     canary: dict[str, Any] | None = None
+    feed: LiveFeed | None = None  # its live changes (root mode); None for a single artifact
 
 
 @dataclass(frozen=True)
@@ -236,6 +238,7 @@ class VersionRegistry:
             if floor["queries"]:
                 canary = check_canary(rec, **floor).as_dict()
             description = rec.describe()
+            feed = self._live_feed(version, rec)  # after the canary, which checks the artifact
         except UnknownVersionError as exc:
             raise VersionRefused(version, "unknown_version", str(exc)) from None
         except CanaryError as exc:
@@ -256,7 +259,21 @@ class VersionRegistry:
             name: {"metric": q["metric"], "score": q["score"]}
             for name, q in description["queries"].items()
         }
-        return Served(version, rec, _now(), queries, description, canary)
+        return Served(version, rec, _now(), queries, description, canary, feed)
+
+    def _live_feed(self, version: str, rec: Recommender) -> LiveFeed | None:
+        """Replay ``version``'s change log onto ``rec`` before it serves a request, carrying
+        over what the version it replaces took since (embrecall.live.feed)."""
+        if not isinstance(self.source, VersionRoot):
+            return None
+        from embrecall.live.feed import LiveFeed
+
+        before = self._current
+        predecessor = before.version if before is not None else None
+        if predecessor is None and self.source.current() == version:
+            previous = self.source.history().get("previous") or []
+            predecessor = previous[-1] if previous else None
+        return LiveFeed(self.source.path, version, rec, predecessor)
 
     def _canary_floor(self, version: str) -> dict[str, Any]:
         """The canary settings for ``version``: the server's own where set, else what publish

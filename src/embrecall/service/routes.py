@@ -68,7 +68,9 @@ def build_routes(service: Service) -> list[APIRouter]:
     common = {**(errors(401) if settings.api_key is not None else {}), **errors(503)}
     reads = APIRouter(dependencies=guard, responses=common)
     reads.include_router(read_router)
-    return [reads, ops_router, admin_router]
+    from embrecall.service.live import live_router
+
+    return [reads, ops_router, admin_router, live_router(_admin_key)]
 
 
 def get_service(request: Request) -> Service:
@@ -255,6 +257,7 @@ async def info(service: ServiceDep) -> Response:
         "limits": service.settings.public(),
         "live_recall": service.monitor.snapshot() if service.monitor else None,
         "filter_plans": service.metrics.filter_plans(),
+        "live_changes": served.feed.describe() if served and served.feed else None,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 

@@ -1,0 +1,266 @@
+"""``embrecall update`` and ``embrecall compact``: bulk changes to a version root, and folding
+them into a new version.
+
+``update`` reads files with the same readers and checks as ``build``, validates every change
+against the current version and its pending changes, and only then appends them to the
+version's change log (fsynced, in chunks, with a progress bar): bad input writes nothing.
+Servers of the root pick the changes up at their next poll.
+
+``compact`` loads the current version, applies its log, builds a new artifact from the result
+with the same metrics and index choices, and publishes it through the normal verified,
+canary-checked publish. The new version records how much of the old log it folded, so changes
+acknowledged while it was being built are carried over by the servers, not lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from embrecall._durable import atomic_write_text
+from embrecall._progress import bar_disabled
+from embrecall.artifact import load_artifact
+from embrecall.catalog import Catalog
+from embrecall.embeddings import Embeddings
+from embrecall.errors import ArtifactError, InvalidArgumentError, UnknownIdError
+from embrecall.interactions import Interactions
+from embrecall.live import changes
+from embrecall.live.changelog import ChangeLog, Record
+from embrecall.live.fold import fold
+from embrecall.live.overlay import LiveOverlay
+from embrecall.versions import VersionRoot
+
+log = logging.getLogger("embrecall")
+
+CHUNK = 1000  # records per fsync: one fsync per record would make bulk loads crawl
+
+
+def open_root(target: str | os.PathLike) -> tuple[VersionRoot, str]:
+    """The version root at ``target`` and its current version; refused for anything else."""
+    root = VersionRoot(target)
+    if not VersionRoot.looks_like_root(root.path):
+        raise ArtifactError(
+            f"{root.path}: not a version root; live changes belong to a root's versions "
+            "(publish the artifact into one)"
+        )
+    version = root.current()
+    if version is None:
+        raise ArtifactError(f"{root.path}: no current version to change")
+    return root, version
+
+
+def load_with_changes(root: VersionRoot, version: str, verify: bool = False):
+    """The version loaded with its change log applied: (recommender, log, offset folded)."""
+    rec = load_artifact(root.path_of(version), verify=verify)
+    changelog = ChangeLog.of(root.path, version)
+    records, offset = changelog.read(0)
+    rec.live = LiveOverlay(rec)
+    rec.live.state.apply(records)
+    return rec, changelog, offset
+
+
+def update(
+    target: str | os.PathLike,
+    *,
+    items: Embeddings | None = None,
+    users: Embeddings | None = None,
+    catalog: Catalog | None = None,
+    delete_items: Sequence | None = None,
+    delete_users: Sequence | None = None,
+    seen: Interactions | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Validate and append changes to the current version of the root ``target``.
+
+    Parameters
+    ----------
+    items, users : Embeddings, optional
+        Vectors to add or replace.
+    catalog : Catalog, optional
+        Fields of the upserted items (title, genres, ...).
+    delete_items, delete_users : sequence of ids, optional
+    seen : Interactions, optional
+        (user, item) pairs just consumed.
+
+    Returns
+    -------
+    ``{"version", "upserted_items", "upserted_users", "deleted_items", "deleted_users",
+    "seen", "records"}``
+    """
+    root, version = open_root(target)
+    rec, changelog, _ = load_with_changes(root, version)
+    live = rec.live
+    records: list[Record] = []
+    added: dict[str, set] = {"items": set(), "users": set()}
+    for space, emb in (("items", items), ("users", users)):
+        if emb is None:
+            continue
+        has_fields = space == "items" and catalog is not None
+        metadata = catalog.records(emb.ids) if has_fields else [None] * len(emb)
+        for key, vector, fields in zip(emb.ids.tolist(), emb.vectors, metadata):
+            records.append(changes.upsert(rec, space, key, vector, fields or None))
+            added[space].add(records[-1]["id"])
+    for space, ids in (("items", delete_items), ("users", delete_users)):
+        for raw in ids or ():
+            key = rec.space(space, f"{space} updates").coerce_id(raw, what=f"{space[:-1]} id")
+            if key in added[space]:
+                records.append(_delete_record(space, key))
+                added[space].discard(key)
+            else:
+                records.append(changes.delete(rec, live, space, key))
+    n_seen = 0
+    if seen is not None:
+        by_user: dict = {}
+        for user, item in zip(seen.users.tolist(), seen.items.tolist()):
+            by_user.setdefault(user, []).append(item)
+        for user, item_ids in by_user.items():
+            try:
+                records.append(changes.seen(rec, live, user, item_ids))
+            except UnknownIdError:
+                # ids upserted by this same command are held once it is applied
+                _require_held(rec, live, user, item_ids, added)
+                records.append(_seen_record(rec, user, item_ids))
+            n_seen += len(item_ids)
+    _append(changelog, records, progress)
+    counts = {op: sum(1 for r in records if r["op"] == op) for op in ("upsert", "delete")}
+    return {
+        "version": version,
+        "upserted_items": len(items) if items is not None else 0,
+        "upserted_users": len(users) if users is not None else 0,
+        "deleted_items": len(delete_items or ()),
+        "deleted_users": len(delete_users or ()),
+        "seen": n_seen,
+        "records": len(records),
+        **{f"{op}s": n for op, n in counts.items()},
+    }
+
+
+def compact(
+    target: str | os.PathLike,
+    *,
+    version: str | None = None,
+    check: Callable[[Path], object] | None = None,
+    canary_floor: Mapping[str, Any] | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Fold the current version's changes into a new version, published through ``publish``.
+
+    Parameters
+    ----------
+    version : new version id (default: ``<UTC time>``, as ``publish`` names versions)
+    check, canary_floor : what ``VersionRoot.publish`` checks the new artifact with
+    """
+    from embrecall.recommender import Recommender
+
+    root, current = open_root(target)
+    if version is not None and root.has(version):  # before its .base could be overwritten
+        raise ArtifactError(
+            f"{root.path} already has a version {version!r}; versions are immutable"
+        )
+    rec, _, offset = load_with_changes(root, current, verify=True)
+    snap = rec.live.state.snapshot
+    folded = fold(rec, snap)
+    specs: dict[str, str] = {}
+    for name, kind in rec.query_kinds.items():
+        notes = rec.indexes[kind.index_name].notes
+        specs[name] = "auto" if "choice" in notes else kind.spec  # chosen again for the new size
+    new_rec = Recommender.build(
+        folded.items,
+        folded.users,
+        catalog=folded.catalog,
+        interactions=folded.interactions,
+        metrics={name: kind.metric for name, kind in rec.query_kinds.items()},
+        index=specs,
+        progress=progress,
+    )
+    new_id = version or _fresh_id(root)
+    base = ChangeLog.of(root.path, new_id).base_path
+    base.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{root.path.name}.compact-", dir=root.path.parent))
+    try:
+        new_rec.save(str(scratch / "artifact"))
+        # written before the publish: a server that loads the new version must know what it
+        # holds of the old log from its first poll on
+        atomic_write_text(base, f'{{"from": "{current}", "offset": {offset}}}\n')
+        try:
+            published = root.publish(
+                scratch / "artifact",
+                new_id,
+                move=True,
+                check=check,
+                canary_floor=canary_floor,
+            )
+        except BaseException:
+            base.unlink(missing_ok=True)
+            raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "version": published,
+        "previous": current,
+        "folded_records": snap.applied,
+        "items": len(folded.items),
+        "users": len(folded.users) if folded.users is not None else 0,
+    }
+
+
+def read_ids(value: str) -> list[str]:
+    """``IDS|FILE``: a file of ids, one a line (blank lines and ``#`` comments skipped), or
+    comma-separated ids."""
+    path = Path(value)
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+    ids = [s.strip() for s in value.split(",") if s.strip()]
+    if not ids:
+        raise InvalidArgumentError(f"{value!r} is neither a file nor comma-separated ids")
+    return ids
+
+
+def _append(changelog: ChangeLog, records: list[Record], progress: bool | None) -> None:
+    if not records:
+        raise InvalidArgumentError("no changes given: pass --items, --users, --delete-*, --seen")
+    bar = tqdm(total=len(records), desc="update", unit="change", disable=bar_disabled(progress))
+    with bar:
+        for start in range(0, len(records), CHUNK):
+            chunk = records[start : start + CHUNK]
+            changelog.append(chunk)
+            bar.update(len(chunk))
+
+
+def _delete_record(space: str, key) -> Record:
+    import time
+
+    return {"op": "delete", "space": space, "id": key, "at": time.time()}
+
+
+def _seen_record(rec, user, item_ids) -> Record:
+    import time
+
+    items = [rec.items.coerce_id(i, what="item id") for i in item_ids]
+    return {"op": "seen", "space": "users", "id": user, "items": items, "at": time.time()}
+
+
+def _require_held(rec, live, user, item_ids, added) -> None:
+    if user not in added["users"] and not live.holds(rec, "users", user):
+        raise UnknownIdError(f"unknown user id {user!r}", [user])
+    missing = [i for i in item_ids if i not in added["items"] and not live.holds(rec, "items", i)]
+    if missing:
+        raise UnknownIdError(f"unknown item id {missing[0]!r}", missing)
+
+
+def _fresh_id(root: VersionRoot) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = stamp, 1
+    while root.has(candidate):
+        n += 1
+        candidate = f"{stamp}-{n}"
+    return candidate
