@@ -54,6 +54,7 @@ EXTRAS = frozenset(
         "prometheus_client",
         "httpx",
         "redis",
+        "pymilvus",
         "pyspark",
         "implicit",
         "matplotlib",
