@@ -55,6 +55,7 @@ EXTRAS = frozenset(
         "httpx",
         "redis",
         "pymilvus",
+        "milvus_lite",
         "pyspark",
         "implicit",
         "matplotlib",

@@ -187,7 +187,11 @@ def write_space(
         params.add_index(
             field_name=field, index_type=kind, metric_type=MILVUS_METRIC[metric], params=build
         )
-    guarded(f"creating {name}", client.create_collection, name, schema=schema)
+    # Indexed from creation: Milvus indexes each segment as it seals (and create_index on a
+    # filled collection waits on a timestamp call that Milvus Lite does not implement).
+    guarded(
+        f"creating {name}", client.create_collection, name, schema=schema, index_params=params
+    )
     n = len(ids)
     for start in range(0, n, _INSERT_ROWS):
         stop = min(n, start + _INSERT_ROWS)
@@ -204,8 +208,6 @@ def write_space(
             rows.append(row)
         guarded(f"inserting into {name}", client.insert, name, rows)
     guarded(f"flushing {name}", client.flush, name)
-    # the index is built after the data is in, so one build sees every vector
-    guarded(f"indexing {name}", client.create_index, name, params)
     guarded(f"loading {name}", client.load_collection, name)
 
 
@@ -272,7 +274,9 @@ def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray
     schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
     params = client.prepare_index_params()
     params.add_index(field_name="_v", index_type="FLAT", metric_type="L2")
-    guarded(f"creating {name}", client.create_collection, name, schema=schema)
+    guarded(
+        f"creating {name}", client.create_collection, name, schema=schema, index_params=params
+    )
     rows, chunk = [], 0
     for user in range(len(indptr) - 1):
         seen = item_rows[indptr[user] : indptr[user + 1]]
@@ -288,7 +292,6 @@ def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray
     if rows:
         guarded(f"inserting into {name}", client.insert, name, rows)
     guarded(f"flushing {name}", client.flush, name)
-    guarded(f"indexing {name}", client.create_index, name, params)
     guarded(f"loading {name}", client.load_collection, name)
 
 
