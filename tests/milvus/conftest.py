@@ -57,8 +57,16 @@ def milvus_server(tmp_path) -> Iterator[str]:
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("milvus-lite")
     proc = subprocess.Popen(
-        [str(exe), "server", "--data-dir", str(tmp_path / "server"), "--host", "127.0.0.1",
-         "--port", str(port)],
+        [
+            str(exe),
+            "server",
+            "--data-dir",
+            str(tmp_path / "server"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -189,9 +189,7 @@ def write_space(
         )
     # Indexed from creation: Milvus indexes each segment as it seals (and create_index on a
     # filled collection waits on a timestamp call that Milvus Lite does not implement).
-    guarded(
-        f"creating {name}", client.create_collection, name, schema=schema, index_params=params
-    )
+    guarded(f"creating {name}", client.create_collection, name, schema=schema, index_params=params)
     n = len(ids)
     for start in range(0, n, _INSERT_ROWS):
         stop = min(n, start + _INSERT_ROWS)
@@ -274,9 +272,7 @@ def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray
     schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
     params = client.prepare_index_params()
     params.add_index(field_name="_v", index_type="FLAT", metric_type="L2")
-    guarded(
-        f"creating {name}", client.create_collection, name, schema=schema, index_params=params
-    )
+    guarded(f"creating {name}", client.create_collection, name, schema=schema, index_params=params)
     rows, chunk = [], 0
     for user in range(len(indptr) - 1):
         seen = item_rows[indptr[user] : indptr[user + 1]]
