@@ -14,7 +14,6 @@ from embrecall.index.recall import recall_at_k
 from embrecall.milvus.versions import MilvusVersions
 from embrecall.recommender import Recommender
 from helpers import assert_same_list, skewed_recsys
-from service.support import save_version
 
 K = 10
 
