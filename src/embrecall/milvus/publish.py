@@ -137,17 +137,13 @@ def write_version(client: Any, prefix: str, version: str, rec: Recommender, kind
             "metric": p["metric"],
             "kind": p["kind"],
             "build_params": p["build_params"],
-            "search_params": tuning.pop("params"),
+            "search_params": dict(tuning["params"]),
             "ntotal": space["count"],
             "dim": space["dim"],
-            "choice": {
-                "from_faiss": p["faiss_spec"],
-                "rule": "exact stays exact"
-                if p["kind"] == "FLAT"
-                else "approximate: tuned to the recall target",
-            },
-            "tuning": tuning,
+            "choice": {"from_faiss": p["faiss_spec"], "reason": _reason(p)},
         }
+        if p["kind"] != "FLAT":
+            indexes[name]["tuning"] = tuning
     queries = {}
     for q in rec.query_kinds.values():
         queries[q.name] = {
@@ -200,9 +196,20 @@ def _tune(rec: Recommender, plan: dict, index: MilvusIndex) -> dict[str, Any]:
         "params": {name: int(value)},
         "target_recall": plan["target_recall"],
         "recall": round(recall, 4),
+        "reached": recall >= plan["target_recall"],
         "k": k,
         "queries": len(rows),
+        "query_kind": kind.name,
     }
+
+
+def _reason(plan: dict) -> str:
+    if plan["kind"] == "FLAT":
+        return f"Milvus FLAT (exact), as the artifact's {plan['faiss_spec']}"
+    return (
+        f"Milvus {plan['kind']} {plan['build_params']} for the artifact's {plan['faiss_spec']}, "
+        f"tuned to recall {plan['target_recall']}"
+    )
 
 
 def _now() -> str:

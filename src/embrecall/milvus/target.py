@@ -9,6 +9,7 @@ that names the target, so the CLI prints one line and the service answers 503.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -101,6 +102,10 @@ def connect(target: MilvusTarget) -> Any:
                 f"{target.text}: folder {os.path.dirname(target.uri)} does not exist"
             )
     pymilvus = require_extra("pymilvus", "milvus")
+    # pymilvus logs every failed call with a traceback on a handler of its own; each failure
+    # reaches embrecall as an exception and is reported once, in one line, so its log would
+    # only repeat it (and break the CLI's one-line errors).
+    logging.getLogger("pymilvus.decorators").setLevel(logging.CRITICAL)
     options: dict[str, Any] = {"uri": target.uri, "timeout": _CONNECT_TIMEOUT_S}
     token = os.environ.get(TOKEN_ENV)
     if token and not target.lite:

@@ -74,7 +74,13 @@ class MilvusVersions:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = connect(self.target)
+            client = connect(self.target)
+            meta = store.meta_name(self.prefix)
+            # A collection is searchable once loaded; a Milvus Lite file opens with all of them
+            # released (a cluster keeps them loaded, and a second load is a no-op there).
+            if store.guarded("listing collections", client.has_collection, meta):
+                store.guarded(f"loading {meta}", client.load_collection, meta)
+            self._client = client
         return self._client
 
     # -- reading ---------------------------------------------------------------------------
