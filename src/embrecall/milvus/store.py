@@ -206,6 +206,10 @@ def write_space(
             rows.append(row)
         guarded(f"inserting into {name}", client.insert, name, rows)
     guarded(f"flushing {name}", client.flush, name)
+    # Searched as a reader will search it: rows inserted into a loaded collection can be
+    # answered by brute force until its segments are indexed and loaded again, and tuning must
+    # measure the index, not that scan.
+    guarded(f"releasing {name}", client.release_collection, name)
     guarded(f"loading {name}", client.load_collection, name)
 
 
