@@ -48,6 +48,7 @@ def test_publish_rollback_and_keep(published, artifacts):
         source.publish(str(artifacts["v1"]), "v2")
     source.publish(str(artifacts["v1"]), "v3", keep=2)
     assert source.ids() == ["v2", "v3"] and source.current() == "v3"
+    assert source.history()["previous"] == ["v2"]  # v1 was dropped: not a rollback target
     assert not any(store.version_of("embrecall", n) == "v1" for n in client.list_collections())
 
 

@@ -142,7 +142,9 @@ class MilvusVersions:
     def history(self) -> dict[str, Any]:
         current = self.current()
         stored = store.read_meta(self.client, self.prefix, [HISTORY_KEY]).get(HISTORY_KEY) or {}
-        return {"previous": _reconciled(stored, current), "log": stored.get("log", [])}
+        published = set(self.ids())  # --keep may have dropped versions the stack names
+        previous = [v for v in _reconciled(stored, current) if v in published]
+        return {"previous": previous, "log": stored.get("log", [])}
 
     def rollback_target(self) -> str | None:
         previous = self.history()["previous"]
@@ -264,7 +266,8 @@ class MilvusVersions:
         client = self.client
         before = self.current()
         stored = store.read_meta(client, self.prefix, [HISTORY_KEY]).get(HISTORY_KEY) or {}
-        previous = _reconciled(stored, before)
+        published = set(self.ids())
+        previous = [v for v in _reconciled(stored, before) if v in published]
         if action == "rollback":
             while previous and previous[-1] == version:
                 previous.pop()
