@@ -46,7 +46,7 @@ def expected(artifacts, versions) -> dict:
 
 
 def test_serves_the_whole_api_from_milvus(published, artifacts):
-    server = start(published.target.text)
+    server = start(published.target.text, recall_sample_rate=1.0, recall_k=5)
     try:
         faiss_v1 = embrecall.load(artifacts["v1"])
         with server.client() as c:
@@ -62,8 +62,18 @@ def test_serves_the_whole_api_from_milvus(published, artifacts):
             assert len(body["results"]) == 10 and not {r["id"] for r in body["results"]} & set(top)
             info = c.get("/v1/info").json()
             assert info["versions"]["mode"] == "milvus" and info["versions"]["current"] == "v1"
-            assert c.get("/metrics").status_code == 200
             assert c.get("/").status_code == 200
+            # live recall: sampled answers re-checked exactly, off the request path
+            for user in USERS[:6]:
+                assert c.get(f"/v1/users/{user}/recommendations?k=5").status_code == 200
+
+            def checked():
+                live = c.get("/v1/info").json()["live_recall"]
+                return live["query_kinds"].get("recommend", {}).get("checked", 0) >= 6 and live
+
+            live = wait_for(checked)
+            assert live["query_kinds"]["recommend"]["recall"] == 1.0 and live["errors"] == 0
+            assert 'embrecall_live_recall{query_kind="recommend"} 1.0' in c.get("/metrics").text
     finally:
         server.stop()
 
