@@ -45,11 +45,14 @@ def test_publish_query_versions_rollback(tmp_path, artifacts):
         ("milvus://127.0.0.1:1", "cannot use Milvus"),
         ("milvus://no-port", "milvus://HOST:PORT"),
         ("milvus-lite:/no/such/folder/m.db", "does not exist"),
-        ("milvus-lite:{tmp}/empty.db", "no version published"),
+        ("milvus-lite:{tmp}/absent.db", "no Milvus Lite database"),
+        ("milvus-lite:{empty}", "no version published"),
     ],
-    ids=["unreachable", "malformed", "no-folder", "no-version"],
+    ids=["unreachable", "malformed", "no-folder", "no-database", "no-version"],
 )
 def test_a_bad_target_is_one_line(tmp_path, target, message):
-    r = run_embrecall("recommend", target.format(tmp=tmp_path), "1000")
+    empty = tmp_path / "empty.db"
+    empty.mkdir()  # a Milvus Lite database holding nothing (its engine creates the rest)
+    r = run_embrecall("recommend", target.format(tmp=tmp_path, empty=empty), "1000")
     assert r.returncode == 1
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

@@ -84,8 +84,11 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
-def connect(target: MilvusTarget) -> Any:
+def connect(target: MilvusTarget, *, create: bool = False) -> Any:
     """A ``pymilvus.MilvusClient`` for ``target``, checked with one round trip.
+
+    ``create``: a Milvus Lite file may be created (publish); readers refuse a missing one rather
+    than leave an empty database behind.
 
     The token comes from ``EMBRECALL_MILVUS_TOKEN`` only (never a flag, so it stays out of
     process lists and shell history).
@@ -100,6 +103,10 @@ def connect(target: MilvusTarget) -> Any:
         if not os.path.isdir(os.path.dirname(target.uri)):
             raise MilvusUnavailableError(
                 f"{target.text}: folder {os.path.dirname(target.uri)} does not exist"
+            )
+        if not create and not os.path.exists(target.uri):
+            raise MilvusUnavailableError(
+                f"{target.text}: no Milvus Lite database at {target.uri} (publish creates one)"
             )
     pymilvus = require_extra("pymilvus", "milvus")
     # pymilvus logs every failed call with a traceback on a handler of its own; each failure

@@ -67,6 +67,7 @@ class MilvusVersions:
         self.prefix = check_prefix(prefix)
         self.path = target  # what log lines and /v1/info name
         self._client: Any = None
+        self._create = False  # only a publish may create a Milvus Lite database
 
     def __repr__(self) -> str:
         return f"MilvusVersions({self.target.text!r}, prefix={self.prefix!r})"
@@ -74,7 +75,7 @@ class MilvusVersions:
     @property
     def client(self) -> Any:
         if self._client is None:
-            client = connect(self.target)
+            client = connect(self.target, create=self._create)
             meta = store.meta_name(self.prefix)
             # A collection is searchable once loaded; a Milvus Lite file opens with all of them
             # released (a cluster keeps them loaded, and a second load is a no-op there).
@@ -208,6 +209,7 @@ class MilvusVersions:
         if keep is not None and keep < 1:
             raise ArtifactError(f"--keep must be at least 1, got {keep}")
         rec = load_artifact(artifact, verify=True)
+        self._create = True
         client = self.client
         store.ensure_meta(client, self.prefix)
         self._clean()
