@@ -14,7 +14,8 @@ from helpers import assert_same_list, run_embrecall
 def test_publish_query_versions_rollback(tmp_path, artifacts):
     target = f"milvus-lite:{tmp_path / 'm.db'}"
     for v in ("v1", "v2"):
-        r = run_embrecall("publish", str(artifacts[v]), target, "--id", v, "--json")
+        placement = ["--shards", "2", "--replicas", "1"] if v == "v2" else []
+        r = run_embrecall("publish", str(artifacts[v]), target, "--id", v, "--json", *placement)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["current"] == v
     listed = json.loads(run_embrecall("versions", target, "--json").stdout)

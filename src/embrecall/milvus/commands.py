@@ -42,6 +42,8 @@ def publish(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
         canary_floor=floor,
         keep=args.keep,
         index=args.milvus_index,
+        shards=args.shards,
+        replicas=args.replicas,
     )
     current = source.current()
     _print(

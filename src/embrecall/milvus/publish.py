@@ -78,7 +78,14 @@ def plan_indexes(rec: Recommender, kind: str) -> tuple[dict[str, dict[str, Any]]
     return plans, of_query
 
 
-def write_version(client: Any, prefix: str, version: str, rec: Recommender, kind: str) -> dict:
+def write_version(
+    client: Any,
+    prefix: str,
+    version: str,
+    rec: Recommender,
+    kind: str,
+    placement: dict[str, int | None] | None = None,
+) -> dict:
     """Create the collections of ``version`` and return its manifest (state ``ready``)."""
     plans, of_query = plan_indexes(rec, kind)
     spaces_meta: dict[str, Any] = {}
@@ -99,7 +106,9 @@ def write_version(client: Any, prefix: str, version: str, rec: Recommender, kind
         if space == "items" and rec.catalog is not None:
             catalog = store.catalog_fields(rec.catalog, emb.ids)
             catalog_meta = catalog["manifest"]
-        store.write_space(client, name, np.asarray(emb.ids), emb.vectors, fields, catalog)
+        store.write_space(
+            client, name, np.asarray(emb.ids), emb.vectors, fields, catalog, placement
+        )
         spaces_meta[space] = {
             "collection": name,
             "count": len(emb),
@@ -111,7 +120,7 @@ def write_version(client: Any, prefix: str, version: str, rec: Recommender, kind
     seen_meta = None
     if rec.seen is not None:
         name = store.collection_name(prefix, version, "seen")
-        store.write_seen(client, name, rec.seen.indptr, rec.seen.item_rows)
+        store.write_seen(client, name, rec.seen.indptr, rec.seen.item_rows, placement)
         seen_meta = {
             "collection": name,
             "nnz": int(rec.seen.item_rows.size),
@@ -165,6 +174,7 @@ def write_version(client: Any, prefix: str, version: str, rec: Recommender, kind
         "queries": queries,
         "catalog": catalog_meta,
         "seen": seen_meta,
+        "placement": dict(placement or {}),
     }
 
 

@@ -95,6 +95,35 @@ def guarded(what: str, call, *args: Any, **kwargs: Any) -> Any:
         raise MilvusUnavailableError(f"{what}: {one_line(exc)}") from None
 
 
+def ensure_loaded(client: Any, name: str) -> None:
+    """Load ``name`` unless it is loaded: a reader must not load again a collection that publish
+    loaded with several replicas (Milvus refuses a load that changes the replica count)."""
+    state = guarded(f"reading the load state of {name}", client.get_load_state, name)
+    if str(state.get("state")) != "Loaded":
+        guarded(f"loading {name}", client.load_collection, name)
+
+
+def _create(client: Any, name: str, schema: Any, params: Any, placement: dict) -> None:
+    options = {"num_shards": placement["shards"]} if placement.get("shards") else {}
+    guarded(
+        f"creating {name}",
+        client.create_collection,
+        name,
+        schema=schema,
+        index_params=params,
+        **options,
+    )
+
+
+def _reload(client: Any, name: str, placement: dict) -> None:
+    # Searched as a reader will search it: rows inserted into a loaded collection can be
+    # answered by brute force until its segments are indexed and loaded again, and tuning must
+    # measure the index, not that scan.
+    options = {"replica_number": placement["replicas"]} if placement.get("replicas") else {}
+    guarded(f"releasing {name}", client.release_collection, name)
+    guarded(f"loading {name}", client.load_collection, name, **options)
+
+
 # -- meta ------------------------------------------------------------------------------------
 def ensure_meta(client: Any, prefix: str) -> None:
     from pymilvus import DataType
@@ -160,8 +189,11 @@ def write_space(
     vectors: np.ndarray,
     fields: dict[str, tuple[str, str, dict]],
     catalog: dict[str, Any] | None = None,
+    placement: dict[str, int | None] | None = None,
 ) -> None:
     """Create collection ``name`` and insert one entity per row.
+
+    ``placement``: ``{"shards": n, "replicas": r}`` (None: the server's defaults).
 
     ``fields``: vector field -> (metric, Milvus index kind, build params). ``catalog``: what
     :func:`catalog_fields` made, for the items space.
@@ -189,7 +221,7 @@ def write_space(
         )
     # Indexed from creation: Milvus indexes each segment as it seals (and create_index on a
     # filled collection waits on a timestamp call that Milvus Lite does not implement).
-    guarded(f"creating {name}", client.create_collection, name, schema=schema, index_params=params)
+    _create(client, name, schema, params, placement or {})
     n = len(ids)
     for start in range(0, n, _INSERT_ROWS):
         stop = min(n, start + _INSERT_ROWS)
@@ -206,11 +238,7 @@ def write_space(
             rows.append(row)
         guarded(f"inserting into {name}", client.insert, name, rows)
     guarded(f"flushing {name}", client.flush, name)
-    # Searched as a reader will search it: rows inserted into a loaded collection can be
-    # answered by brute force until its segments are indexed and loaded again, and tuning must
-    # measure the index, not that scan.
-    guarded(f"releasing {name}", client.release_collection, name)
-    guarded(f"loading {name}", client.load_collection, name)
+    _reload(client, name, placement or {})
 
 
 def catalog_fields(catalog: Any, item_ids: np.ndarray) -> dict[str, Any]:
@@ -264,7 +292,13 @@ def _milvus_type(arrow_type: pa.DataType) -> str:
     return "JSON"  # lists, structs, dates: kept as JSON values
 
 
-def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray) -> None:
+def write_seen(
+    client: Any,
+    name: str,
+    indptr: np.ndarray,
+    item_rows: np.ndarray,
+    placement: dict[str, int | None] | None = None,
+) -> None:
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -276,7 +310,7 @@ def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray
     schema.add_field("_v", DataType.FLOAT_VECTOR, dim=2)
     params = client.prepare_index_params()
     params.add_index(field_name="_v", index_type="FLAT", metric_type="L2")
-    guarded(f"creating {name}", client.create_collection, name, schema=schema, index_params=params)
+    _create(client, name, schema, params, placement or {})
     rows, chunk = [], 0
     for user in range(len(indptr) - 1):
         seen = item_rows[indptr[user] : indptr[user + 1]]
@@ -292,7 +326,7 @@ def write_seen(client: Any, name: str, indptr: np.ndarray, item_rows: np.ndarray
     if rows:
         guarded(f"inserting into {name}", client.insert, name, rows)
     guarded(f"flushing {name}", client.flush, name)
-    guarded(f"loading {name}", client.load_collection, name)
+    _reload(client, name, placement or {})
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -326,7 +360,7 @@ def load_version(client: Any, prefix: str, version: str, manifest: dict[str, Any
     catalog = None
     for space, meta in manifest["spaces"].items():
         name = meta["collection"]
-        guarded(f"loading {name}", client.load_collection, name)
+        ensure_loaded(client, name)
         fields = ["row", "id", meta["vector_field"]]
         cat = manifest.get("catalog") if space == "items" else None
         if cat:
@@ -406,7 +440,7 @@ def _read_seen(client: Any, meta: dict, n_users: int, n_items: int):
     from embrecall.interactions import SeenItems
 
     name = meta["collection"]
-    guarded(f"loading {name}", client.load_collection, name)
+    ensure_loaded(client, name)
     rows = read_rows(client, name, meta["chunks"], ["chunk", "user_row", "item_rows"], "chunk")
     rows.sort(key=lambda r: r["chunk"])
     counts = np.zeros(n_users, dtype=np.int64)

@@ -80,7 +80,7 @@ class MilvusVersions:
             # A collection is searchable once loaded; a Milvus Lite file opens with all of them
             # released (a cluster keeps them loaded, and a second load is a no-op there).
             if store.guarded("listing collections", client.has_collection, meta):
-                store.guarded(f"loading {meta}", client.load_collection, meta)
+                store.ensure_loaded(client, meta)
             self._client = client
         return self._client
 
@@ -194,13 +194,17 @@ class MilvusVersions:
         canary_floor: dict[str, Any] | None = None,
         keep: int | None = None,
         index: str = "auto",
+        shards: int | None = None,
+        replicas: int | None = None,
         after_write: Callable[[], None] | None = None,
     ) -> str:
         """Write the artifact at ``artifact`` as ``version`` and (by default) make it current.
 
         ``check(rec, version)`` runs on the version as read back from Milvus and raises to
         refuse it (the canary). ``keep``: drop all but the newest ``keep`` published versions
-        afterwards (the current one is always kept). ``after_write`` is called once the
+        afterwards (the current one is always kept). ``shards`` / ``replicas``: how Milvus spreads
+        each collection's writes and how many in-memory copies serve it (None: the server's
+        defaults). ``after_write`` is called once the
         collections are written, before anything is marked (tests kill a publish there).
         """
         from embrecall.artifact import load_artifact
@@ -219,7 +223,8 @@ class MilvusVersions:
         store.write_meta(client, self.prefix, key, {"state": "writing", "version": version})
         from embrecall.milvus.publish import write_version
 
-        manifest = write_version(client, self.prefix, version, rec, index)
+        placement = {"shards": shards, "replicas": replicas}
+        manifest = write_version(client, self.prefix, version, rec, index, placement)
         manifest["canary_floor"] = canary_floor
         manifest["artifact"] = str(artifact)
         store.write_meta(client, self.prefix, key, manifest)

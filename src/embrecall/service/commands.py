@@ -126,6 +126,19 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="Milvus targets: index kind per space (default auto: FLAT where the artifact is "
         "exact, else HNSW tuned to the artifact's recall target)",
     )
+    p.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=None,
+        help="Milvus targets: shards per collection (default: the server's)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=_positive_int,
+        default=None,
+        help="Milvus targets: in-memory replicas each collection is loaded with "
+        "(default: the server's)",
+    )
     p.set_defaults(run=_cmd_publish)
 
     r = subparsers.add_parser(
