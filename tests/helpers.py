@@ -54,6 +54,8 @@ EXTRAS = frozenset(
         "prometheus_client",
         "httpx",
         "redis",
+        "pymilvus",
+        "milvus_lite",
         "pyspark",
         "implicit",
         "matplotlib",

@@ -29,7 +29,16 @@ def load(path: str | os.PathLike, *, verify: bool = True, mmap: bool = False):
     """Load an artifact directory as a :class:`~embrecall.recommender.Recommender`.
 
     ``mmap=True`` maps vectors and index codes from the files (shared between processes).
+    ``path`` may also be a Milvus target, ``milvus://HOST:PORT[/DB]`` or ``milvus-lite:PATH.db``
+    (extra ``milvus``): the version its aliases name, searched in Milvus (collection prefix from
+    ``EMBRECALL_MILVUS_PREFIX``, default ``embrecall``).
     """
+    from embrecall.milvus.target import is_milvus_target
+
+    if is_milvus_target(path):
+        from embrecall.milvus import load_milvus
+
+        return load_milvus(str(path))
     from embrecall.artifact import load_artifact
 
     return load_artifact(path, verify=verify, mmap=mmap)

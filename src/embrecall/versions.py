@@ -577,17 +577,22 @@ class SingleArtifact:
         return self.path
 
 
-VersionSource = VersionRoot | SingleArtifact
+VersionSource = VersionRoot | SingleArtifact  # or embrecall.milvus.versions.MilvusVersions
 
 
 def open_target(path: str | os.PathLike) -> VersionSource:
-    """What ``embrecall serve TARGET`` serves: one artifact, or a root of versions.
+    """What ``embrecall serve TARGET`` serves: one artifact, a root of versions, or a Milvus
+    target (``milvus://...``, ``milvus-lite:...``; see :mod:`embrecall.milvus`).
 
     Raises
     ------
     ArtifactError
         ``path`` is neither an artifact directory (with a manifest) nor a version root.
     """
+    if isinstance(path, str) and path.startswith(("milvus://", "milvus-lite:")):
+        from embrecall.milvus.versions import MilvusVersions, prefix_from_env
+
+        return MilvusVersions(path, prefix_from_env())
     p = Path(path)
     if (p / MANIFEST).is_file():
         return SingleArtifact(p)

@@ -86,7 +86,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "watching ROOT swaps to it without downtime.",
     )
     p.add_argument("artifact", metavar="ARTIFACT")
-    p.add_argument("root", metavar="ROOT", help="the version root (created when absent)")
+    p.add_argument(
+        "root",
+        metavar="ROOT",
+        help="the version root (created when absent), or a Milvus target: "
+        "milvus://HOST:PORT[/DB] or milvus-lite:PATH.db",
+    )
     p.add_argument(
         "--id", dest="version", help="version id, [A-Za-z0-9_.-]{1,64} (default: UTC time)"
     )
@@ -107,6 +112,33 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "the root records it, and servers check this version against the same floor",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    _milvus_flags(p)
+    p.add_argument(
+        "--keep",
+        type=_positive_int,
+        default=None,
+        help="Milvus targets: drop all but the newest N published versions (the current stays)",
+    )
+    p.add_argument(
+        "--milvus-index",
+        default="auto",
+        choices=("auto", "FLAT", "HNSW", "IVF_FLAT"),
+        help="Milvus targets: index kind per space (default auto: FLAT where the artifact is "
+        "exact, else HNSW tuned to the artifact's recall target)",
+    )
+    p.add_argument(
+        "--shards",
+        type=_positive_int,
+        default=None,
+        help="Milvus targets: shards per collection (default: the server's)",
+    )
+    p.add_argument(
+        "--replicas",
+        type=_positive_int,
+        default=None,
+        help="Milvus targets: in-memory replicas each collection is loaded with "
+        "(default: the server's)",
+    )
     p.set_defaults(run=_cmd_publish)
 
     r = subparsers.add_parser(
@@ -133,11 +165,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"recall floor (default: as published, else {CANARY_DEFAULTS['min_recall']})",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object")
+    _milvus_flags(r)
     r.set_defaults(run=_cmd_rollback)
 
     v = subparsers.add_parser("versions", help="list the versions of a root")
     v.add_argument("root", metavar="ROOT")
     v.add_argument("--json", action="store_true", help="print one JSON object")
+    _milvus_flags(v)
     v.set_defaults(run=_cmd_versions)
 
 
@@ -197,6 +231,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from embrecall.versions import VersionRoot
 
+    if _is_milvus(args.root):
+        from embrecall.milvus import commands
+
+        return commands.publish(args, CANARY_DEFAULTS)
+
     floor = None
     if not args.no_check:
         floor = {
@@ -225,6 +264,11 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from embrecall.versions import VersionRoot
+
+    if _is_milvus(args.root):
+        from embrecall.milvus import commands
+
+        return commands.rollback(args, CANARY_DEFAULTS)
 
     root = VersionRoot(args.root)
 
@@ -277,6 +321,10 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     from embrecall.display import table
     from embrecall.versions import VersionRoot
 
+    if _is_milvus(args.root):
+        from embrecall.milvus import commands
+
+        return commands.versions(args)
     root = VersionRoot(args.root)
     if not VersionRoot.looks_like_root(root.path):
         raise ArtifactError(f"{root.path}: not a version root (no versions/ or CURRENT)")
@@ -313,6 +361,19 @@ def _cmd_versions(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def _milvus_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--collection-prefix",
+        default=None,
+        help="Milvus targets: the prefix of collection and alias names "
+        "(default: EMBRECALL_MILVUS_PREFIX, else embrecall)",
+    )
+
+
+def _is_milvus(target: str) -> bool:
+    return target.startswith(("milvus://", "milvus-lite:"))
+
+
 def configure_logging(level: str) -> None:
     """The embrecall log lines of `serve` (and of each of its workers) go to stderr."""
     logger = logging.getLogger("embrecall")

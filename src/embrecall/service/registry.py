@@ -26,7 +26,7 @@ from embrecall.artifact import load_artifact
 from embrecall.errors import ArtifactError, EmbrecallError
 from embrecall.service.canary import CanaryError, check_canary
 from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
-from embrecall.versions import UnknownVersionError, VersionRoot, VersionSource
+from embrecall.versions import UnknownVersionError, VersionSource
 
 if TYPE_CHECKING:
     from embrecall.live.feed import LiveFeed
@@ -82,7 +82,7 @@ class VersionRegistry:
 
     Parameters
     ----------
-    source : VersionRoot or SingleArtifact
+    source : VersionRoot, SingleArtifact or MilvusVersions
     settings : Settings
         Canary options and the pointer watch interval.
     metrics : Metrics
@@ -130,7 +130,7 @@ class VersionRegistry:
             version = None
             log.error("cannot read the version pointer: %s", exc)
         self._pointer_seen = version
-        if isinstance(self.source, VersionRoot) and self.settings.watch_interval_s > 0:
+        if self.source.mode in ("root", "milvus") and self.settings.watch_interval_s > 0:
             self._watcher = threading.Thread(
                 target=self._watch, name="embrecall-watch", daemon=True
             )
@@ -230,9 +230,12 @@ class VersionRegistry:
     def _load_checked(self, version: str) -> Served:
         s = self.settings
         try:
-            path = self.source.path_of(version)
-            # Verify manifest, sizes and SHA-256 of every file, then read (or map) them.
-            rec = load_artifact(path, verify=True, mmap=s.mmap)
+            if self.source.mode == "milvus":  # collections in Milvus, not files
+                rec = self.source.load_version(version)
+            else:
+                path = self.source.path_of(version)
+                # Verify manifest, sizes and SHA-256 of every file, then read (or map) them.
+                rec = load_artifact(path, verify=True, mmap=s.mmap)
             canary = None
             floor = self._canary_floor(version)
             if floor["queries"]:
@@ -279,7 +282,7 @@ class VersionRegistry:
         """The canary settings for ``version``: the server's own where set, else what publish
         recorded for it, else the shared defaults (the same rule as `embrecall rollback`)."""
         recorded = {}
-        if isinstance(self.source, VersionRoot):
+        if self.source.mode in ("root", "milvus"):
             recorded = self.source.canary_floor(version) or {}
         s = self.settings
         chosen = {
