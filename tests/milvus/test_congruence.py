@@ -131,3 +131,20 @@ def test_an_approximate_kind_reaches_its_tuned_recall(tmp_path, lite, kind):
     narrow = {"HNSW": {"efSearch": K}, "IVF_FLAT": {"nprobe": 1}}[kind]
     _, rows = index.search(users, K, params=narrow)
     assert recall_at_k(items, users, rows, exact_rows, "ip").mean() < 0.99
+
+
+def test_filters_answer_as_on_faiss(published, artifacts):
+    milvus = embrecall.load(published.target.text)
+    faiss_rec = embrecall.load(artifacts["v1"])
+    genre = faiss_rec.catalog.frame["genres"].iloc[0]
+    expressions = [f"genres={genre}", "year>=1970"]
+    items = faiss_rec.items
+    for u in faiss_rec.users.ids[:20]:
+        v = faiss_rec.users.vectors[faiss_rec.users.lookup_rows([u])[0]]
+        got = milvus.recommend(u, K, filter=expressions)
+        assert_same_list(
+            got,
+            faiss_rec.recommend(u, K, filter=expressions),
+            score_of=_score_of(items, "ip")(v),
+        )
+        assert got.filter["passing"] == faiss_rec.compile_filter("items", expressions).count

@@ -62,8 +62,8 @@ def plan_for(
 ) -> Plan:
     """``scan`` or ``index`` for a filter passing ``allowed.count`` of ``index.ntotal`` rows:
     whichever is estimated to do less work (see the weights above)."""
-    if allowed.count <= SCAN_MIN_ROWS:
-        return "scan"
+    if allowed.count <= SCAN_MIN_ROWS or not isinstance(index, VectorIndex):
+        return "scan"  # another engine (Milvus): the passing rows are scored here
     core = _core(index)
     params = params if params is not None else index.search_params
     sel = allowed.selectivity

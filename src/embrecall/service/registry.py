@@ -26,7 +26,7 @@ from embrecall.artifact import load_artifact
 from embrecall.errors import ArtifactError, EmbrecallError
 from embrecall.service.canary import CanaryError, check_canary
 from embrecall.service.canary_defaults import DEFAULT_K, DEFAULT_MIN_RECALL, DEFAULT_QUERIES
-from embrecall.versions import UnknownVersionError, VersionSource
+from embrecall.versions import UnknownVersionError, VersionRoot, VersionSource
 
 if TYPE_CHECKING:
     from embrecall.live.feed import LiveFeed
