@@ -35,6 +35,11 @@ Ids = np.ndarray
 Scores = np.ndarray
 
 
+# the types of one query id (bool is an int subclass, and is not among them)
+_SCALAR_IDS = frozenset({int, str, np.int64, np.int32, np.uint32, np.int16, np.uint16})
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
+
 __all__ = ["DEFAULT_METRICS", "Neighbors", "QueryKind", "Recommender", "default_query_kinds"]
 
 DEFAULT_METRICS: dict[str, Metric] = {
@@ -471,8 +476,18 @@ class Recommender:
 
     # -- internals ---------------------------------------------------------------------------
     def _by_id(self, name, query_id, k, exclude, exclude_seen, params) -> Neighbors:
+        kind = self.query_kinds.get(name) or self._kind(name)
+        if type(query_id) in _SCALAR_IDS:  # one id: the service's case, in as few steps as can be
+            space = self.space(kind.query_space, name)
+            row = space.row_of(query_id, what=ID_WHAT[kind.query_space])
+            policy = self._own_exclusion(kind, row, exclude_seen)
+            if exclude is not None:
+                listed = self._listed(kind, 1, exclude, True)[0]
+                if len(listed):
+                    policy = np.concatenate([policy, listed]) if len(policy) else listed
+            # a slice is a view of one row, five times cheaper than a fancy index or take
+            return self._run(kind, space.vectors[row : row + 1], k, [policy], params, True)
         ids, single = _as_batch(query_id)
-        kind = self._kind(name)
         space = self.space(kind.query_space, name)
         rows = space.rows_of(ids, what=ID_WHAT[kind.query_space])
         listed = self._listed(kind, len(rows), exclude, single)
@@ -482,8 +497,20 @@ class Recommender:
         # take: a fancy index costs five times as much for one row
         return self._run(kind, space.vectors.take(rows, axis=0), k, excluded, params, single)
 
+    def _own_exclusion(self, kind: QueryKind, row: int, exclude_seen: bool) -> np.ndarray:
+        """:meth:`exclusion_lists` of one query row, without the batch's lists."""
+        if kind.excludes_seen:
+            seen = self.seen
+            if exclude_seen and seen is not None:
+                return seen.item_rows[seen.indptr[row] : seen.indptr[row + 1]]
+            return _NO_ROWS
+        if kind.excludes_self:
+            return np.array([row], dtype=np.int64)
+        return _NO_ROWS
+
     def _run(self, kind: QueryKind, queries, k, excluded, params, single) -> Neighbors:
-        k = _check_k(k)
+        if type(k) is not int or k < 1:  # an int >= 1 needs no more checks
+            k = _check_k(k)
         index = self.indexes[kind.index_name]
         scores, rows = index.search(queries, k, exclude=excluded, params=params)
         target = self.space(kind.target_space, kind.name)
@@ -492,7 +519,7 @@ class Recommender:
             if rows.size and rows[-1] < 0:  # fewer than k exist: the padding is at the end
                 valid = rows >= 0
                 rows, scores = rows[valid], scores[valid]
-            ids = target.ids[rows]
+            ids = target.ids.take(rows)
         else:
             ids = np.empty(rows.shape, dtype=target.ids.dtype)
             valid = rows >= 0
