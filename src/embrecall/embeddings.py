@@ -375,7 +375,7 @@ def check_query_vectors(
         row = arr[0].astype(np.float64)
         squared = float(row @ row)
         if 0.0 < squared < _SAFE_SQUARED_NORM:
-            return np.ascontiguousarray(arr), single
+            return (arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)), single
     if not np.isfinite(arr).all():
         raise InvalidVectorError("query vector holds NaN or infinity")
     big = np.flatnonzero(overflow_rows(arr))

@@ -544,7 +544,7 @@ class Recommender:
         target = self.space(kind.target_space, "exclude")
         if isinstance(exclude, (str, bytes)):
             raise InvalidArgumentError("exclude must be a list of ids, not a single string")
-        lists = list(exclude)
+        lists = exclude if type(exclude) is list else list(exclude)
         per_query = not single and lists and all(_is_listlike(e) for e in lists)
         if per_query:
             if len(lists) != m:
@@ -642,5 +642,6 @@ def _is_listlike(value) -> bool:
 
 
 def _known_rows(space: Embeddings, ids: Iterable) -> np.ndarray:
-    rows = space.lookup_rows(list(ids))
-    return rows[rows >= 0]
+    """Rows of ``ids``, -1 for the ids not held: the index leaves rows it does not hold out
+    of its exclusions, so they need no pass of their own here."""
+    return space.lookup_rows(ids if type(ids) is list else list(ids))

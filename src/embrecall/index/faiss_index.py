@@ -361,6 +361,16 @@ class VectorIndex:
             if rows[0, -1] >= 0:  # faiss pads a short answer at its end
                 return scores, rows
             excluded = _NO_ROWS
+        elif len(exclude) <= _OVERFETCH_MAX and self._overfetch_same:
+            # k + |excluded| without a selector scans the same lists (graph or refinement
+            # kinds would not): the excluded rows can push at most that many out of the top k
+            fetch = min(self._ntotal, k + len(exclude))
+            scores, rows = self._faiss_search(q, fetch, params, selector=None)
+            found = _first_outside(scores, rows, exclude, k)
+            if found is not None:
+                return found
+            # fewer than k outside the exclusions among those scanned: the path below decides
+            excluded = _clean_rows(exclude, self._ntotal)
         else:
             excluded = _clean_rows(exclude, self._ntotal)
         want = min(k, self._ntotal - excluded.size)
@@ -491,6 +501,28 @@ def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     out /= np.where(norms == 0, 1, norms)
     return out
+
+
+def _first_outside(
+    scores: np.ndarray, rows: np.ndarray, exclude: np.ndarray | Sequence[int], k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first ``k`` of one over-fetched answer (1, fetch) whose rows are not in ``exclude``
+    (any order, repeats and rows beyond the index allowed), as (1, k) arrays; None when fewer
+    than k are. Plain Python over a set: the answer is read only until k survive (about k
+    rows), and after a search has evicted the caches, each numpy call costs several
+    microseconds, more than these few steps."""
+    out = set(exclude.tolist() if isinstance(exclude, np.ndarray) else exclude)
+    kept = []
+    for i, row in enumerate(rows[0].tolist()):
+        if row not in out:
+            if row < 0:  # faiss's padding: the rest is padding too
+                return None
+            kept.append(i)
+            if len(kept) == k:
+                if i == k - 1:  # none of the top k is excluded
+                    return scores[:, :k], rows[:, :k]
+                return scores[0].take(kept)[None], rows[0].take(kept)[None]
+    return None
 
 
 def _drop_excluded(
