@@ -538,9 +538,8 @@ class Recommender:
     def _listed(self, kind: QueryKind, m: int, exclude, single: bool) -> list[np.ndarray]:
         """Per-query arrays of the rows ``exclude`` names; unknown ids are ignored (nothing to
         leave out)."""
-        empty = np.empty(0, dtype=np.int64)
         if exclude is None:
-            return [empty] * m
+            return [_NO_ROWS] * m
         target = self.space(kind.target_space, "exclude")
         if isinstance(exclude, (str, bytes)):
             raise InvalidArgumentError("exclude must be a list of ids, not a single string")
