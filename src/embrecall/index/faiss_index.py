@@ -18,7 +18,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from embrecall._progress import bar_disabled
-from embrecall.errors import EmbrecallError, InvalidArgumentError
+from embrecall.errors import DimensionMismatchError, EmbrecallError, InvalidArgumentError
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
 from embrecall.index.native_output import native_stderr_logged
@@ -53,6 +53,13 @@ HNSW_EF_CONSTRUCTION = 200
 # and dropping the excluded: the same answer as an IDSelector (the same lists are scanned), without
 # making a selector, which measured 45 us a query in a server's loop (a fifth of a 1M IVF search).
 _OVERFETCH_MAX = 256
+# module-level names for the faiss functions the hot path calls: one lookup, not two
+_ptr = faiss.swig_ptr
+_omp_get_max_threads = faiss.omp_get_max_threads
+_omp_set_num_threads = faiss.omp_set_num_threads
+_NO_ROWS = np.empty(0, dtype=np.int64)
+_NO_ROWS.flags.writeable = False
+_MISSING = object()
 
 
 class VectorIndex:
@@ -310,31 +317,27 @@ class VectorIndex:
             _check_params(params)
             merged = {**self.search_params, **params}
         q = _prepare(queries, self.metric)
+        if q.ndim != 2 or q.shape[1] != self._dim:
+            # faiss reads d floats per query from the buffer: a wrong shape must not reach it
+            raise DimensionMismatchError(
+                f"queries must be (m, {self._dim}), got shape {tuple(q.shape)}"
+            )
         m = q.shape[0]
-        kk = min(int(k), self.ntotal)
+        kk = min(int(k), self._ntotal)
         if kk == 0 or m == 0:
             return np.full((m, kk), np.nan, dtype=np.float32), np.full((m, kk), -1, np.int64)
+        if m == 1:  # one query, the service's case: none of a batch's bookkeeping
+            return self._search_single(q, kk, None if exclude is None else exclude[0], merged)
         excluded = None
         if exclude is not None:
-            excluded = [_clean_rows(exclude[i], self.ntotal) for i in range(m)]
+            excluded = [_clean_rows(exclude[i], self._ntotal) for i in range(m)]
         if excluded is None or not any(e.size for e in excluded):
-            # The hot path of a service: one faiss call, and the rest only if a query came
-            # back short (an approximate index that found fewer than k).
             scores, rows = self._faiss_search(q, kk, merged, selector=None)
-            # faiss pads a short answer at its end; one query needs only a scalar comparison.
-            short = rows[0, -1] < 0 if m == 1 else (rows[:, -1] < 0).any()
-            if short:
+            if (rows[:, -1] < 0).any():  # faiss pads a short answer at its end
                 for i in np.flatnonzero((rows < 0).any(axis=1)):
-                    none = np.empty(0, dtype=np.int64)
-                    scores[i], rows[i] = self._search_one(q[i : i + 1], kk, none, merged, kk)
+                    scores[i], rows[i] = self._search_one(q[i : i + 1], kk, _NO_ROWS, merged, kk)
                 scores[rows < 0] = np.nan
             return scores, rows
-        if m == 1:  # one query, the service's case: none of a batch's bookkeeping
-            want = min(kk, self.ntotal - excluded[0].size)
-            s, r = self._search_one(q, kk, excluded[0], merged, want)
-            if r[-1] < 0:  # short answers are padded at the end
-                s[r < 0] = np.nan
-            return s[None], r[None]
         scores = np.full((m, kk), np.nan, dtype=np.float32)
         rows = np.full((m, kk), -1, dtype=np.int64)
         plain = [i for i in range(m) if excluded[i].size == 0]
@@ -347,6 +350,34 @@ class VectorIndex:
                 scores[i], rows[i] = self._search_one(q[i : i + 1], kk, excluded[i], merged, want)
         scores[rows < 0] = np.nan
         return scores, rows
+
+    def _search_single(
+        self, q: np.ndarray, k: int, exclude: np.ndarray | Sequence[int] | None, params: dict
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` of one query (1, d), k <= ntotal: the hot path of a service, so one
+        faiss call, and the rest only for exclusions or an answer that came back short."""
+        if exclude is None or len(exclude) == 0:
+            scores, rows = self._faiss_search(q, k, params, selector=None)
+            if rows[0, -1] >= 0:  # faiss pads a short answer at its end
+                return scores, rows
+            excluded = _NO_ROWS
+        elif len(exclude) <= _OVERFETCH_MAX and self._overfetch_same:
+            # k + |excluded| without a selector scans the same lists (graph or refinement
+            # kinds would not): the excluded rows can push at most that many out of the top k
+            fetch = min(self._ntotal, k + len(exclude))
+            scores, rows = self._faiss_search(q, fetch, params, selector=None)
+            found = _first_outside(scores, rows, exclude, k)
+            if found is not None:
+                return found
+            # fewer than k outside the exclusions among those scanned: the path below decides
+            excluded = _clean_rows(exclude, self._ntotal)
+        else:
+            excluded = _clean_rows(exclude, self._ntotal)
+        want = min(k, self._ntotal - excluded.size)
+        s, r = self._search_one(q, k, excluded, params, want)
+        if r[-1] < 0:  # short answers are padded at the end
+            s[r < 0] = np.nan
+        return s[None], r[None]
 
     def _search_one(
         self, q: np.ndarray, k: int, excluded: np.ndarray, params: dict, want: int
@@ -407,12 +438,13 @@ class VectorIndex:
         if selector is None:
             # faiss parameter objects cost microseconds to build and are only read by a
             # search, so the selector-free ones are made once per parameter set and shared.
-            key = tuple(sorted(params.items()))
-            if key not in self._plain_params:
+            # (Items in insertion order: a dict given in another order only adds an entry.)
+            key = tuple(params.items())
+            faiss_params = self._plain_params.get(key, _MISSING)
+            if faiss_params is _MISSING:
                 if len(self._plain_params) >= _PARAMS_CACHE:
                     self._plain_params.clear()
-                self._plain_params[key] = self._make_params(params, None)
-            faiss_params = self._plain_params[key]
+                faiss_params = self._plain_params[key] = self._make_params(params, None)
         else:
             faiss_params = self._make_params(params, selector)
         x = self.mips.queries(q) if self.mips is not None else q
@@ -426,34 +458,71 @@ class VectorIndex:
 def _search_on_threads(index: faiss.Index, x: np.ndarray, k: int, params) -> tuple:
     """A faiss search on one OpenMP thread for a handful of queries, on all of them for a batch.
 
+    ``x`` must be C-contiguous float32 of the index's dimension (the caller checked): faiss's
+    C++ search is called directly, without its Python wrapper, whose shape checks, keyword
+    handling and output allocation cost 7 us a call, a few percent of a 1M-vector IVF search.
+
     On a busy 2-core machine, a single-query faiss search spread over OpenMP threads measured 5-9x
     slower (p50) than on one thread: the threads spin waiting for each other. The setting is
     per calling thread in OpenMP, so concurrent server threads do not disturb one another.
     (Plain code, not a context manager: this is the hot path, and a generator-based context
     manager costs several microseconds a call.)
     """
-    before = 1
-    if x.shape[0] < _PARALLEL_MIN_QUERIES:
-        before = faiss.omp_get_max_threads()
-        if before != 1:
-            faiss.omp_set_num_threads(1)
+    n = x.shape[0]
+    # fresh outputs for every call: callers keep the arrays (or views of them), and allocating
+    # two small arrays costs less than copying results out of a reused buffer
+    scores = np.empty((n, k), dtype=np.float32)
+    rows = np.empty((n, k), dtype=np.int64)
+    if n >= _PARALLEL_MIN_QUERIES:
+        index.search_c(n, _ptr(x), k, _ptr(scores), _ptr(rows), params)
+        return scores, rows
+    before = _omp_get_max_threads()
+    if before != 1:
+        _omp_set_num_threads(1)
     try:
-        if params is None:
-            return index.search(x, k)
-        return index.search(x, k, params=params)
+        index.search_c(n, _ptr(x), k, _ptr(scores), _ptr(rows), params)
     finally:
         if before != 1:
-            faiss.omp_set_num_threads(before)
+            _omp_set_num_threads(before)
+    return scores, rows
 
 
 def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
     """Unit-normalised copy for cosine (zero vectors stay zero), the array itself otherwise."""
     if metric != "cosine":
         return np.ascontiguousarray(vectors, dtype=np.float32)
+    one = type(vectors) is np.ndarray and vectors.ndim == 2 and vectors.shape[0] == 1
+    if one and vectors.dtype == np.float32:
+        # one query: the same arithmetic as below (numpy's norm is this sum of squares), so the
+        # same bits, without norm's generic dispatch and the masked division (11 us -> 7)
+        norm = np.sqrt(np.add.reduce(vectors * vectors, axis=1))[0]
+        return vectors / norm if norm else vectors.copy(order="C")
     out = np.array(vectors, dtype=np.float32, copy=True, order="C")
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     out /= np.where(norms == 0, 1, norms)
     return out
+
+
+def _first_outside(
+    scores: np.ndarray, rows: np.ndarray, exclude: np.ndarray | Sequence[int], k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The first ``k`` of one over-fetched answer (1, fetch) whose rows are not in ``exclude``
+    (any order, repeats and rows beyond the index allowed), as (1, k) arrays; None when fewer
+    than k are. Plain Python over a set: the answer is read only until k survive (about k
+    rows), and after a search has evicted the caches, each numpy call costs several
+    microseconds, more than these few steps."""
+    out = set(exclude.tolist() if isinstance(exclude, np.ndarray) else exclude)
+    kept = []
+    for i, row in enumerate(rows[0].tolist()):
+        if row not in out:
+            if row < 0:  # faiss's padding: the rest is padding too
+                return None
+            kept.append(i)
+            if len(kept) == k:
+                if i == k - 1:  # none of the top k is excluded
+                    return scores[:, :k], rows[:, :k]
+                return scores[0].take(kept)[None], rows[0].take(kept)[None]
+    return None
 
 
 def _drop_excluded(
@@ -462,14 +531,17 @@ def _drop_excluded(
     """One query's over-fetched answer without the ``excluded`` rows (sorted, unique), padded to
     ``k`` at the end; None when fewer than ``want`` remain. As few numpy calls as can be: in a
     server's loop each costs microseconds."""
-    at = excluded.searchsorted(rows)
-    np.minimum(at, excluded.size - 1, out=at)
-    keep = excluded[at] != rows
+    if excluded.size == 1:  # the query itself (similar-X): one comparison
+        keep = rows != excluded[0]
+    else:
+        at = excluded.searchsorted(rows)
+        np.minimum(at, excluded.size - 1, out=at)
+        keep = excluded.take(at) != rows
     if rows[-1] < 0:  # a short answer: its padding is at the end, never kept
         keep &= rows >= 0
-    kept = np.flatnonzero(keep)[:k]
+    kept = keep.nonzero()[0][:k]
     if kept.size == k:
-        return scores[kept], rows[kept]
+        return scores.take(kept), rows.take(kept)
     if kept.size < want:
         return None
     out_s = np.full(k, np.nan, dtype=np.float32)
