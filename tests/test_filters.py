@@ -287,12 +287,11 @@ def test_filtered_search_matches_a_numpy_oracle(
     assert used == plan and rows.shape == (3, k)
     exact = plan == "scan" or index_name == "Flat"
     for i in range(3):
-        hits = check_answer(
+        # every result passes and is not excluded, k is kept, and the exact plans are exact;
+        # an approximate index's recall over many queries is the next test's
+        check_answer(
             items.vectors, index.metric, queries[i], k, mask, excluded[i], rows[i], exact=exact
         )
-        if not exact:
-            # an approximate index, widened for the filter: near-exact even at this size
-            assert hits >= 0.6, (hits, expressions, index_name)
 
 
 def test_the_widened_index_plan_keeps_recall_at_every_selectivity(world, table, indexes):
@@ -345,7 +344,12 @@ def test_the_plan_follows_the_count(world, table, indexes):
     assert selective.count < 200 and broad.count > 2500
     for name in ("IVF32,Flat", "HNSW16"):
         assert plan_for(indexes[name], selective) == "scan"
-        assert plan_for(indexes[name], broad) == "index"
+    assert plan_for(indexes["IVF32,Flat"], broad) == "index"
+    # a graph's widened beam costs more than scanning 3,000 rows, unless the beam is tiny
+    assert plan_for(indexes["HNSW16"], broad) == "scan"
+    assert plan_for(indexes["HNSW16"], broad, {"efSearch": 1}) == "index"
+    # below 30% passing a graph always scans: its deeper ranks are not accurate enough
+    assert plan_for(indexes["HNSW16"], table.compile(["year<1960"]), {"efSearch": 1}) == "scan"
     # an exact index scans the passing rows up to half of them, then searches with a selector
     assert plan_for(indexes["Flat"], table.compile(["year<1985"])) == "scan"
     assert plan_for(indexes["Flat"], broad) == "index"

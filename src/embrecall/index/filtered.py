@@ -8,11 +8,11 @@ a row mask, its count and a packed bitmap), so the plan is picked from the count
 - ``index``: many pass. An IVF index is searched with a faiss ``IDSelectorBitmap`` of the
   passing, non-excluded rows, ``nprobe`` widened by ``1 / selectivity`` so that it meets as many
   passing candidates as an unfiltered search meets candidates; a query that still comes back
-  short is widened further, then scanned. A graph (HNSW) is searched unfiltered for about
-  ``2k / selectivity`` neighbours (efSearch as wide), and those that fail are dropped: faiss's
-  graph search with a selector measured recall@10 0.64 at efSearch 3,200 with 2% passing
-  (200k clustered vectors), where the unfiltered graph's top ranks stay accurate. Too few
-  survivors: four times as many, then a scan.
+  short is widened further, then scanned. A graph (HNSW), only when at least 30% pass, is
+  searched unfiltered for about ``2k / selectivity`` neighbours (efSearch widened by
+  ``1 / selectivity`` squared), and those that fail are dropped: faiss's graph search with a
+  selector measured recall@10 0.64 at efSearch 3,200 with 2% passing (200k clustered vectors).
+  Too few survivors: four times as many, then a scan.
 
 Exclusions (seen items, the query itself, a request's list) combine with the filter: an
 excluded row is cleared from the bitmap, or scored out in a scan. So ``k`` results come back
@@ -43,12 +43,16 @@ PLANS: tuple[str, ...] = ("scan", "index")
 # - IVF with a selector, nprobe widened by 1 / selectivity: every code of the lists it visits is
 #   checked against the bitmap (a few ns, _IVF_CHECK of a row) and the passing ones scored
 #   (sequential codes, _IVF_CODE of a row);
-# - a graph widened by 1 / selectivity: each efSearch step costs about _GRAPH_STEP rows (its
-#   neighbours' distances, at random places in memory).
+# - a graph, its beam widened by 1 / selectivity squared: each efSearch step costs about
+#   _GRAPH_STEP rows (its neighbours' distances, at random places in memory; measured at 1M x 64).
 # The weights are rough; benchmarks/bench_filters.py checks the plans they pick at 1M.
 _IVF_CHECK = 0.05
 _IVF_CODE = 0.5
-_GRAPH_STEP = 24
+_GRAPH_STEP = 96
+# Below this share a graph's deeper ranks are not accurate enough, whatever the beam costs: at
+# 1M x 64 (HNSW32 tuned to recall@10 0.95) the filtered top-10 of 10% of the items came back
+# with recall 0.79 at efSearch x 10, where 50% passing gave 0.96. A scan is exact.
+_GRAPH_MIN_SHARE = 0.3
 SCAN_MIN_ROWS = 1024  # so few rows always scan
 # A scan of an exact index's passing rows beats faiss's full scan with a selector up to here.
 EXACT_SCAN_SHARE = 0.5
@@ -71,7 +75,9 @@ def plan_for(
         visited = index.ntotal * min(1.0, int(params.get("nprobe", core.nprobe)) / core.nlist)
         work = visited * (_IVF_CODE + _IVF_CHECK / sel)
     elif isinstance(core, faiss.IndexHNSW):
-        work = _GRAPH_STEP * int(params.get("efSearch", core.hnsw.efSearch)) / sel
+        if sel < _GRAPH_MIN_SHARE:
+            return "scan"
+        work = _GRAPH_STEP * int(params.get("efSearch", core.hnsw.efSearch)) / sel**2
     elif index.is_exact:
         work = EXACT_SCAN_SHARE * index.ntotal
     else:
@@ -148,11 +154,17 @@ def filtered_search(
         s, r = index._faiss_search(q, kk, wide, selector=shared)
         scores[:], rows[:] = s, r
     for i in range(m):
-        want = min(kk, allowed.count - int(np.count_nonzero(allowed.mask[excluded[i]])))
+        left = allowed.count - int(np.count_nonzero(allowed.mask[excluded[i]]))
+        want = min(kk, left)
         if shared is not None and (want == 0 or rows[i, want - 1] >= 0):
             continue
-        packed = allowed.packed_without(excluded[i]) if shared is None else allowed.packed
-        s, r = _search_until(index, q[i : i + 1], kk, wide, packed, want)
+        r = None
+        if left > SCAN_MIN_ROWS:  # else so few remain that scoring them is the cheaper search
+            packed = allowed.packed_without(excluded[i]) if shared is None else allowed.packed
+            # exclusions thin out the passing rows further: widen for what is left
+            thinner = left < allowed.count
+            wider = widened(index, merged, left / index.ntotal, kk) if thinner else wide
+            s, r = _search_until(index, q[i : i + 1], kk, wider, packed, want)
         if r is None:  # the widest search still came back short: score the rows themselves
             s, r = scan(index.metric, base, queries[i : i + 1], kk, allowed.rows, excluded[i:])
             s, r = s[0], r[0]
@@ -196,9 +208,9 @@ def _graph_overfetch(
         return np.full(k, np.nan, dtype=np.float32), np.full(k, -1, dtype=np.int64)
     grow = 1 / max(allowed.selectivity, 1e-9)
     fetch = math.ceil(2 * (k + live.size) * grow)
-    # the filtered top-k sits about 1 / selectivity times deeper in the unfiltered ranking: a
-    # beam that much wider keeps the recall the tuned efSearch gives at k
-    ef = math.ceil(int(params.get("efSearch", _core(index).hnsw.efSearch)) * grow)
+    # the filtered top-k sits about 1 / selectivity times deeper in the unfiltered ranking, and
+    # a graph's recall falls with depth: the beam grows with the square (x4 at half passing)
+    ef = math.ceil(int(params.get("efSearch", _core(index).hnsw.efSearch)) * grow * grow)
     while fetch <= min(_GRAPH_FETCH_MAX, index.ntotal):
         wide = {**params, "efSearch": min(max(ef, fetch), index.ntotal)}
         s, r = index._faiss_search(q, fetch, wide, None)
