@@ -543,3 +543,23 @@ def test_cli_filter_flags_json_and_one_line_errors(recommender, world, tmp_path)
         assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
     done = run_embrecall("similar-users", path, "3", "-k", "3", "--filter", "gender=F", "--json")
     assert {r["gender"] for r in json.loads(done.stdout)["results"]} == {"F"}
+
+
+def test_gathered_rows_are_kept_within_the_cache_budget(world, indexes, monkeypatch):
+    import embrecall.filters as filters_module
+
+    items, catalog, _ = world
+    fields = FieldTable.from_catalog(catalog, items.ids)
+    monkeypatch.setattr(filters_module, "_CACHE_BYTES", 60_000)
+    flat = indexes["Flat"]
+    q = items.vectors[:1]
+    for year in range(1950, 2020, 5):
+        allowed = fields.compile([f"year<{year}"])
+        first = filtered_search(flat, items.vectors, q, 5, allowed, plan="scan")
+        again = filtered_search(flat, items.vectors, q, 5, allowed, plan="scan")  # kept rows
+        np.testing.assert_array_equal(first[1], again[1])
+        _, want = flat.search(q, 5, exclude=[np.flatnonzero(~allowed.mask)])
+        np.testing.assert_array_equal(first[1], want)
+        assert (
+            fields._cached_bytes == sum(fields._sizes.values()) <= 60_000 or len(fields._cache) == 1
+        )

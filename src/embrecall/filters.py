@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,7 +58,8 @@ _UNIQUE_MIN = 1000
 # separator; MovieLens genres are.
 _LIST_SHARE = 0.05
 _CACHE_ENTRIES = 256
-_CACHE_BYTES = 256 << 20
+_CACHE_BYTES = 256 << 20  # compiled filters and their gathered rows, per space
+_SUBSET_MAX_BYTES = 32 << 20  # a filter's gathered rows are kept up to this size
 MAX_EXPRESSIONS = 32
 
 
@@ -136,6 +138,9 @@ class RowFilter:
     count: int
     _packed: np.ndarray | None = field(default=None, repr=False)
     _rows: np.ndarray | None = field(default=None, repr=False)
+    # metric -> (the base, its passing rows gathered and prepared for that metric)
+    _subsets: dict = field(default_factory=dict, repr=False)
+    _owner: Any = field(default=None, repr=False)  # weakref to the FieldTable that caches it
 
     @property
     def ntotal(self) -> int:
@@ -175,8 +180,26 @@ class RowFilter:
             )
         return packed
 
+    def subset(self, base: np.ndarray, metric: str, prepare: Callable) -> np.ndarray:
+        """The passing rows of ``base`` gathered (unit-normalised for cosine), kept for the
+        next query when small: a repeated selective filter then costs one matrix-vector
+        product instead of a gather of scattered rows."""
+        held = self._subsets.get(metric)
+        if held is not None and held[0] is base:
+            return held[1]
+        sub = base.take(self.rows, axis=0)
+        if metric == "cosine":
+            sub = prepare(sub, "cosine")
+        if sub.nbytes <= _SUBSET_MAX_BYTES:
+            self._subsets[metric] = (base, sub)
+            owner = self._owner() if self._owner is not None else None
+            if owner is not None:
+                owner._grew(self, sub.nbytes)
+        return sub
+
     def nbytes(self) -> int:
         extra = sum(a.nbytes for a in (self._packed, self._rows) if a is not None)
+        extra += sum(sub.nbytes for _, sub in self._subsets.values())
         return int(self.mask.nbytes + extra)
 
 
@@ -310,6 +333,7 @@ class FieldTable:
         self.fields = dict(fields)
         self._cache: OrderedDict[tuple[Condition, ...], RowFilter] = OrderedDict()
         self._cached_bytes = 0
+        self._sizes: dict[tuple[Condition, ...], int] = {}  # bytes counted per cached filter
         self._lock = threading.Lock()
         # the expressions' own text -> compiled filter: a repeated filter skips parsing too
         self._by_text: dict[tuple[str, ...], RowFilter] = {}
@@ -399,15 +423,29 @@ class FieldTable:
         return found
 
     def _remember(self, compiled: RowFilter) -> None:
+        compiled._owner = weakref.ref(self)
         with self._lock:
             self._cache[compiled.conditions] = compiled
-            self._cached_bytes += compiled.nbytes()
-            while len(self._cache) > _CACHE_ENTRIES or (
-                self._cached_bytes > _CACHE_BYTES and len(self._cache) > 1
-            ):
-                _, old = self._cache.popitem(last=False)
-                self._cached_bytes -= old.nbytes()
-                self._by_text.clear()  # it may hold the evicted one
+            self._sizes[compiled.conditions] = compiled.nbytes()
+            self._cached_bytes += self._sizes[compiled.conditions]
+            self._evict()
+
+    def _grew(self, compiled: RowFilter, nbytes: int) -> None:
+        """A cached filter kept its gathered rows: count them, and evict what no longer fits."""
+        with self._lock:
+            if self._cache.get(compiled.conditions) is compiled:
+                self._sizes[compiled.conditions] += nbytes
+                self._cached_bytes += nbytes
+                self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used filters over the budget (the lock held)."""
+        while len(self._cache) > _CACHE_ENTRIES or (
+            self._cached_bytes > _CACHE_BYTES and len(self._cache) > 1
+        ):
+            conditions, _ = self._cache.popitem(last=False)
+            self._cached_bytes -= self._sizes.pop(conditions)
+            self._by_text.clear()  # it may hold the evicted one
 
     def passes(self, expressions: str | Iterable[str], record: Mapping[str, Any]) -> bool:
         """Whether one catalogue record (``{field: value}``, e.g. an item added since the

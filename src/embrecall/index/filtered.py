@@ -130,7 +130,8 @@ def filtered_search(
     elif plan not in PLANS:
         raise InvalidArgumentError(f"plan must be one of {', '.join(PLANS)}, not {plan!r}")
     if plan == "scan" or kk == 0:
-        scores, rows = scan(index.metric, base, queries, kk, allowed.rows, excluded)
+        sub = allowed.subset(base, index.metric, _prepare) if kk else None
+        scores, rows = scan(index.metric, base, queries, kk, allowed.rows, excluded, sub)
         return scores, rows, "scan"
     if allowed.count == index.ntotal:  # every row passes: the plain search is the answer
         scores, rows = index.search(queries, kk, exclude=excluded, params=params)
@@ -254,20 +255,24 @@ def scan(
     k: int,
     rows: np.ndarray,
     excluded: Sequence[np.ndarray],
+    sub: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` of ``queries`` over the sorted ``rows`` of ``base``, minus ``excluded``.
 
-    Returns (m, k) float32 scores and int64 rows, best first, padded with NaN / -1.
+    ``sub``: those rows already gathered (and unit-normalised for cosine), e.g.
+    :meth:`~embrecall.filters.RowFilter.subset`. Returns (m, k) float32 scores and int64 rows,
+    best first, padded with NaN / -1.
     """
     m = queries.shape[0]
     out_s = np.full((m, k), np.nan, dtype=np.float32)
     out_r = np.full((m, k), -1, dtype=np.int64)
     if rows.size == 0 or k == 0:
         return out_s, out_r
-    sub = base.take(rows, axis=0)
+    if sub is None:
+        sub = base.take(rows, axis=0)
+        if metric == "cosine":
+            sub = _prepare(sub, "cosine")
     q = queries if metric != "cosine" else _prepare(queries, "cosine")
-    if metric == "cosine":
-        sub = _prepare(sub, "cosine")
     higher = metric != "l2"
     # (c, m): one BLAS product for the batch, a column per query; one query: a matrix-vector one
     all_scores = (sub @ q[0])[:, None] if m == 1 else sub @ q.T
