@@ -411,20 +411,27 @@ def _read_movielens_dat(path: Path, *, id_column: str | None, encoding: str | No
     return _read_movies_dat(lines, source)
 
 
-def _read_users_dat(lines: pa.Array, source: str) -> Catalog:
-    """ml-1m ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``."""
-    pattern = "^" + "::".join(f"(?P<{c}>[^:]*)" for c in USERS_DAT_COLUMNS) + "$"
+def _split_lines(
+    lines: pa.Array, pattern: str, expected: str, source: str
+) -> tuple[pa.StructArray, np.ndarray]:
+    """The named groups of ``pattern`` in each non-blank line, and those lines' numbers (0-based);
+    the first line that does not match is an error that names it."""
     parts = pc.extract_regex(lines, pattern)
     blank = pc.equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
     bad = np.flatnonzero(~blank & parts.is_null().to_numpy(zero_copy_only=False))
     if bad.size:
         n = int(bad[0])
         raise InputFormatError(
-            f"{source}: line {n + 1}: expected UserID::Gender::Age::Occupation::Zip-code, got "
-            f"{_shorten(lines[n].as_py())!r}"
+            f"{source}: line {n + 1}: expected {expected}, got {_shorten(lines[n].as_py())!r}"
         )
     keep = np.flatnonzero(~blank)
-    parts = parts.take(pa.array(keep))
+    return parts.take(pa.array(keep)), keep
+
+
+def _read_users_dat(lines: pa.Array, source: str) -> Catalog:
+    """ml-1m ``users.dat``: ``UserID::Gender::Age::Occupation::Zip-code``."""
+    pattern = "^" + "::".join(f"(?P<{c}>[^:]*)" for c in USERS_DAT_COLUMNS) + "$"
+    parts, keep = _split_lines(lines, pattern, "UserID::Gender::Age::Occupation::Zip-code", source)
     columns = {}
     for name in USERS_DAT_COLUMNS:
         values = parts.field(name)
@@ -451,19 +458,10 @@ def _read_users_dat(lines: pa.Array, source: str) -> Catalog:
 def _read_movies_dat(lines: pa.Array, source: str) -> Catalog:
     # Greedy title: the first '::' ends the id, the last one starts the genres, so a title
     # holding ':' (or even '::') stays whole.
-    parts = pc.extract_regex(lines, r"^(?P<movieId>[^:]*)::(?P<title>.*)::(?P<genres>.*)$")
-    blank = pc.equal(pc.utf8_trim_whitespace(lines), "").to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(~blank & parts.is_null().to_numpy(zero_copy_only=False))
-    if bad.size:
-        n = int(bad[0])
-        raise InputFormatError(
-            f"{source}: line {n + 1}: expected MovieID::Title::Genres, got "
-            f"{_shorten(lines[n].as_py())!r}"
-        )
-    keep = np.flatnonzero(~blank)
+    pattern = r"^(?P<movieId>[^:]*)::(?P<title>.*)::(?P<genres>.*)$"
+    parts, keep = _split_lines(lines, pattern, "MovieID::Title::Genres", source)
     if keep.size == 0:
         raise InputFormatError(f"{source}: the file holds no movies")
-    parts = parts.take(pa.array(keep))
     id_text = parts.field("movieId")
     try:
         ids = pc.cast(id_text, pa.int64()).to_numpy()

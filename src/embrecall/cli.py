@@ -89,15 +89,7 @@ def _build(args: argparse.Namespace) -> int:
         )
         if m
     }
-    read_options: dict[str, Any] = {
-        "format": args.format,
-        "on_bad_row": args.on_bad_row,
-        "id_type": args.id_type,
-    }
-    if args.id_column:
-        read_options["id_column"] = args.id_column
-    if args.vector_column:
-        read_options["vector_column"] = args.vector_column
+    read_options = embedding_read_options(args)
     catalog_options = {"id_column": args.catalog_id_column} if args.catalog_id_column else None
     rec = build(
         args.items,
@@ -128,6 +120,20 @@ def _build(args: argparse.Namespace) -> int:
         print(f"wrote {args.out}")
         print(_inspect_text(rec.describe()))
     return 0
+
+
+def embedding_read_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``read_embeddings`` options from the embedding-file flags (``build``, ``update``)."""
+    options: dict[str, Any] = {
+        "format": args.format,
+        "on_bad_row": args.on_bad_row,
+        "id_type": args.id_type,
+    }
+    if args.id_column:
+        options["id_column"] = args.id_column
+    if args.vector_column:
+        options["vector_column"] = args.vector_column
+    return options
 
 
 def _cmd_query(args: argparse.Namespace) -> int:

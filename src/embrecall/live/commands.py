@@ -62,15 +62,9 @@ def _cmd_update(args: argparse.Namespace) -> int:
         )
     if args.catalog and not args.items:
         raise InvalidArgumentError("--catalog gives fields of upserted items: pass --items too")
-    read: dict[str, Any] = {
-        "format": args.format,
-        "on_bad_row": args.on_bad_row,
-        "id_type": args.id_type,
-    }
-    if args.id_column:
-        read["id_column"] = args.id_column
-    if args.vector_column:
-        read["vector_column"] = args.vector_column
+    from embrecall.cli import embedding_read_options
+
+    read = embedding_read_options(args)
     inputs: dict[str, Any] = {}
     if args.items or args.users:
         from embrecall.io import read_embeddings
