@@ -184,3 +184,18 @@ def test_an_upserted_item_passes_a_filter_by_its_own_fields(untouched):
         assert 91_000 not in rec.similar_items_by_vector(vector, 3, filter=["year<2030"]).ids
     finally:
         rec.live.state.apply([changes.delete(rec, rec.live, "items", 91_000)])
+
+
+def test_similar_users_with_pending_changes_keep_the_user_catalogue(tmp_path):
+    import pandas as pd
+
+    from embrecall.catalog import Catalog
+
+    rec = build_small(tmp_path, index="Flat")
+    frame = pd.DataFrame({"gender": ["F", "M"] * 30}, index=pd.Index(USER_IDS, name="userId"))
+    rec.user_catalog = Catalog(frame, source="users")
+    rec.live = LiveOverlay(rec)
+    vector = np.random.default_rng(2).standard_normal(16)
+    rec.live.state.apply([changes.upsert(rec, "users", int(USER_IDS[0]), vector)])
+    answer = rec.similar_users(int(USER_IDS[1]), 5, filter=["gender=F"])
+    assert answer.records and {r["gender"] for r in answer.records} == {"F"}

@@ -215,7 +215,8 @@ class LiveOverlay:
         higher = base.higher_is_better
         d_scores, d_ids = _delta_topk(delta, kind.metric, queries, k, excluded_ids, higher)
         ids, scores = _merge(base.ids, base.scores, d_ids, d_scores, k, higher)
-        catalog = _LiveCatalog(rec.catalog, snap) if kind.target_space == "items" else None
+        items = kind.target_space == "items"
+        catalog = _LiveCatalog(rec.catalog, snap) if items else rec.catalog_of(kind.target_space)
         if single:
             valid = ~np.isnan(scores[0])
             ids_out, scores_out = ids[0][valid], scores[0][valid]
