@@ -268,20 +268,8 @@ class VectorIndex:
         return estimate_index_bytes(self.index, self.ntotal)
 
     def describe(self) -> dict:
-        memory = self.memory_bytes
-        return {
-            "spec": self.spec,
-            "kind": self.kind,
-            "metric": self.metric,
-            "score": score_text(self.higher_is_better),
-            "ntotal": self.ntotal,
-            "dim": self.dim,
-            "search_params": dict(self.search_params),
-            "memory_bytes": memory,
-            "bytes_per_vector": round(memory / max(self.ntotal, 1), 1),
-            "mips": self.mips.to_manifest() if self.mips is not None else None,
-            **self.notes,
-        }
+        mips = self.mips.to_manifest() if self.mips is not None else None
+        return describe_index(self, mips=mips, **self.notes)
 
     # -- search ------------------------------------------------------------------------------
     def search(
@@ -455,6 +443,24 @@ class VectorIndex:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def describe_index(index: Any, **extra: Any) -> dict:
+    """The description (manifest entry, ``inspect``, ``/v1/info``) an index of any engine gives:
+    kind, metric, size, search parameters, memory, then ``extra``."""
+    memory = index.memory_bytes
+    return {
+        "spec": index.spec,
+        "kind": index.kind,
+        "metric": index.metric,
+        "score": score_text(index.higher_is_better),
+        "ntotal": index.ntotal,
+        "dim": index.dim,
+        "search_params": dict(index.search_params),
+        "memory_bytes": memory,
+        "bytes_per_vector": round(memory / max(index.ntotal, 1), 1),
+        **extra,
+    }
+
+
 def _search_on_threads(index: faiss.Index, x: np.ndarray, k: int, params) -> tuple:
     """A faiss search on one OpenMP thread for a handful of queries, on all of them for a batch.
 

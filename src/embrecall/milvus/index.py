@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from embrecall.errors import InvalidArgumentError
+from embrecall.index.faiss_index import describe_index
 from embrecall.milvus.target import MilvusUnavailableError, one_line
-from embrecall.neighbors import score_text
 
 MILVUS_METRIC = {"ip": "IP", "cosine": "COSINE", "l2": "L2"}
 # What embrecall calls a search parameter (the names faiss and `embrecall eval` use) -> Milvus's.
@@ -104,23 +104,14 @@ class MilvusIndex:
         return self._ntotal * (self._dim * 4 + graph + 8)
 
     def describe(self) -> dict:
-        memory = self.memory_bytes
-        return {
-            "spec": self.spec,
-            "kind": self.kind,
-            "metric": self.metric,
-            "score": score_text(self.higher_is_better),
-            "ntotal": self.ntotal,
-            "dim": self.dim,
-            "search_params": dict(self.search_params),
-            "memory_bytes": memory,
-            "bytes_per_vector": round(memory / max(self.ntotal, 1), 1),
-            "mips": None,
-            "engine": "milvus",
-            "collection": self.collection,
-            "field": self.field,
+        return describe_index(
+            self,
+            mips=None,
+            engine="milvus",
+            collection=self.collection,
+            field=self.field,
             **self.notes,
-        }
+        )
 
     # -- search ------------------------------------------------------------------------------
     def search(
