@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from embrecall.milvus.versions import MilvusVersions, prefix_from_env
+from embrecall.service.commands import canary_settings, print_result, roll_back
 
 
 def _source(args: argparse.Namespace) -> MilvusVersions:
@@ -46,7 +47,7 @@ def publish(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
         replicas=args.replicas,
     )
     current = source.current()
-    _print(
+    print_result(
         args,
         {"version": version, "root": args.root, "current": current, "prefix": source.prefix},
         f"published {version} to {args.root} (prefix {source.prefix})"
@@ -59,26 +60,10 @@ def rollback(args: argparse.Namespace, defaults: dict[str, Any]) -> int:
     source = _source(args)
 
     def floor(version: str) -> dict[str, Any]:
-        chosen = {**defaults, **(source.canary_floor(version) or {})}
-        if args.canary_min_recall is not None:
-            chosen["min_recall"] = args.canary_min_recall
-        if args.canary_queries is not None:
-            chosen["queries"] = args.canary_queries
-        return chosen
+        return canary_settings(args, defaults, source.canary_floor(version))
 
     check = None if args.no_check else _canary(args, floor)
-    before = source.current()
-    if args.version:
-        source.activate(args.version, check=check)
-        now = args.version
-    else:
-        now = source.rollback(check=check)
-    _print(
-        args,
-        {"root": args.root, "current": now, "previous": before},
-        f"{args.root}: current is now {now} (was {before})",
-    )
-    return 0
+    return roll_back(args, source, check, args.root)
 
 
 def versions(args: argparse.Namespace) -> int:
@@ -121,7 +106,3 @@ def versions(args: argparse.Namespace) -> int:
     if leftovers:
         print(f"left by killed publishes (the next publish drops them): {', '.join(leftovers)}")
     return 0
-
-
-def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    print(json.dumps(data) if args.json else text)

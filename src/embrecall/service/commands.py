@@ -253,7 +253,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         canary_floor=floor,
     )
     current = root.current()
-    _print(
+    print_result(
         args,
         {"version": version, "root": str(root.path), "current": current},
         f"published {version} to {root.path}"
@@ -273,25 +273,38 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     root = VersionRoot(args.root)
 
     def floor(path) -> dict[str, Any]:
-        # a version's directory is named by its id; the flags win over what it was published with
-        chosen = {**CANARY_DEFAULTS, **(root.canary_floor(path.name) or {})}
-        if args.canary_min_recall is not None:
-            chosen["min_recall"] = args.canary_min_recall
-        if args.canary_queries is not None:
-            chosen["queries"] = args.canary_queries
-        return chosen
+        # a version's directory is named by its id
+        return canary_settings(args, CANARY_DEFAULTS, root.canary_floor(path.name))
 
     check = None if args.no_check else _canary_check(args, floor)
-    before = root.current()
+    return roll_back(args, root, check, str(root.path))
+
+
+def canary_settings(
+    args: argparse.Namespace, defaults: dict[str, Any], published: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The canary a version is checked with on rollback: the defaults, then what it was published
+    with, then the flags."""
+    chosen = {**defaults, **(published or {})}
+    if args.canary_min_recall is not None:
+        chosen["min_recall"] = args.canary_min_recall
+    if args.canary_queries is not None:
+        chosen["queries"] = args.canary_queries
+    return chosen
+
+
+def roll_back(args: argparse.Namespace, source, check, where: str) -> int:
+    """``rollback`` (or ``rollback --version V``) of a version source, said in one line."""
+    before = source.current()
     if args.version:
-        root.activate(args.version, check=check)
+        source.activate(args.version, check=check)
         now = args.version
     else:
-        now = root.rollback(check=check)
-    _print(
+        now = source.rollback(check=check)
+    print_result(
         args,
-        {"root": str(root.path), "current": now, "previous": before},
-        f"{root.path}: current is now {now} (was {before})",
+        {"root": where, "current": now, "previous": before},
+        f"{where}: current is now {now} (was {before})",
     )
     return 0
 
@@ -391,7 +404,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+def print_result(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    """A command's result: one JSON object with ``--json``, else one line of text."""
     print(json.dumps(data) if args.json else text)
 
 
