@@ -34,3 +34,22 @@ def redis_server(tmp_path_factory):
 def redis_url(redis_server) -> str:
     """The test server's URL with a key prefix of this test's own."""
     return f"{redis_server}?prefix=test{next(_prefixes)}"
+
+
+@pytest.fixture
+def batch_cli(capsys):
+    """``run("batch", ...)`` / ``run("cached", ...)``: the batch commands as the CLI parses them;
+    each must succeed, and answers with what it printed."""
+    import argparse
+
+    from embrecall.batch.commands import add_commands
+
+    parser = argparse.ArgumentParser(prog="embrecall")
+    add_commands(parser.add_subparsers(dest="command"))
+
+    def run(*argv: str) -> str:
+        args = parser.parse_args(list(argv))
+        assert args.run(args) == 0
+        return capsys.readouterr().out
+
+    return run

@@ -3,14 +3,13 @@ filter lives in its own namespace of the sink, beside the unfiltered results."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
 import pytest
 
 from embrecall.batch import CachedRecall, plan_batch, run_batch
-from embrecall.batch.commands import add_commands, filtered_sink
+from embrecall.batch.commands import filtered_sink
 from embrecall.batch.plan import filter_namespace
 from embrecall.batch.sinks import open_sink
 from embrecall.errors import InvalidArgumentError
@@ -57,15 +56,8 @@ def test_each_filter_has_its_own_namespace():
     assert url == "redis://h:1/0?prefix=p" and options["prefix"] == f"p:filter:{name}"
 
 
-def test_cli_filtered_and_unfiltered_exports_live_side_by_side(artifact, rec, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="embrecall")
-    add_commands(parser.add_subparsers(dest="command"))
-
-    def run(*argv: str) -> str:
-        args = parser.parse_args(list(argv))
-        assert args.run(args) == 0
-        return capsys.readouterr().out
-
+def test_cli_filtered_and_unfiltered_exports_live_side_by_side(artifact, rec, tmp_path, batch_cli):
+    run = batch_cli
     out = str(tmp_path / "recs.sqlite")
     genre = _genre(rec)
     run("batch", str(artifact), "--out", out, "-k", "6", "-q")

@@ -200,15 +200,8 @@ def test_an_interrupted_run_keeps_the_previous_version_and_resumes(rec, sink_add
     assert again.blocks_resumed == 0 and again.version != resumed.version
 
 
-def test_cli_batch_then_cached_answers_like_recommend(artifact, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="embrecall")
-    add_commands(parser.add_subparsers(dest="command"))
-
-    def run(*argv: str) -> str:
-        args = parser.parse_args(list(argv))
-        assert args.run(args) == 0
-        return capsys.readouterr().out
-
+def test_cli_batch_then_cached_answers_like_recommend(artifact, tmp_path, capsys, batch_cli):
+    run = batch_cli
     out = str(tmp_path / "cli.sqlite")
     user_file = tmp_path / "users.txt"
     user_file.write_text("# users to refresh\n1000\n1001\n\n99999\n")
