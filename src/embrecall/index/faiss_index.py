@@ -532,17 +532,27 @@ def _first_outside(
 
 
 def _drop_excluded(
-    scores: np.ndarray, rows: np.ndarray, excluded: np.ndarray, k: int, want: int
+    scores: np.ndarray,
+    rows: np.ndarray,
+    excluded: np.ndarray,
+    k: int,
+    want: int,
+    passing: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """One query's over-fetched answer without the ``excluded`` rows (sorted, unique), padded to
-    ``k`` at the end; None when fewer than ``want`` remain. As few numpy calls as can be: in a
-    server's loop each costs microseconds."""
-    if excluded.size == 1:  # the query itself (similar-X): one comparison
+    """One query's over-fetched answer without the ``excluded`` rows (sorted, unique), and
+    without rows ``passing`` (a row mask, for filters) leaves out, padded to ``k`` at the end;
+    None when fewer than ``want`` remain. As few numpy calls as can be: in a server's loop each
+    costs microseconds."""
+    if excluded.size == 0:
+        keep = np.ones(rows.shape, dtype=bool)
+    elif excluded.size == 1:  # the query itself (similar-X): one comparison
         keep = rows != excluded[0]
     else:
         at = excluded.searchsorted(rows)
         np.minimum(at, excluded.size - 1, out=at)
         keep = excluded.take(at) != rows
+    if passing is not None:
+        keep &= passing[np.maximum(rows, 0)]
     if rows[-1] < 0:  # a short answer: its padding is at the end, never kept
         keep &= rows >= 0
     kept = keep.nonzero()[0][:k]

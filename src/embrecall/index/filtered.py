@@ -30,7 +30,13 @@ import faiss
 import numpy as np
 
 from embrecall.errors import InvalidArgumentError
-from embrecall.index.faiss_index import VectorIndex, _check_params, _clean_rows, _prepare
+from embrecall.index.faiss_index import (
+    VectorIndex,
+    _check_params,
+    _clean_rows,
+    _drop_excluded,
+    _prepare,
+)
 from embrecall.index.structure import core_index, widen
 
 if TYPE_CHECKING:
@@ -78,7 +84,7 @@ def plan_for(
         if sel < _GRAPH_MIN_SHARE:
             return "scan"
         work = _GRAPH_STEP * int(params.get("efSearch", core.hnsw.efSearch)) / sel**2
-    elif index.is_exact:
+    elif isinstance(core, faiss.IndexFlat):  # exact
         work = EXACT_SCAN_SHARE * index.ntotal
     else:
         work = float(index.ntotal)  # other kinds: a scan of the passing rows does no more
@@ -215,17 +221,9 @@ def _graph_overfetch(
     while fetch <= min(_GRAPH_FETCH_MAX, index.ntotal):
         wide = {**params, "efSearch": min(max(ef, fetch), index.ntotal)}
         s, r = index._faiss_search(q, fetch, wide, None)
-        s, r = s[0], r[0]
-        keep = (r >= 0) & allowed.mask[np.maximum(r, 0)]
-        if live.size:
-            at = np.minimum(np.searchsorted(live, r), live.size - 1)
-            keep &= live[at] != r
-        kept = np.flatnonzero(keep)[:k]
-        if kept.size >= want:
-            out_s = np.full(k, np.nan, dtype=np.float32)
-            out_r = np.full(k, -1, dtype=np.int64)
-            out_s[: kept.size], out_r[: kept.size] = s[kept], r[kept]
-            return out_s, out_r
+        found = _drop_excluded(s[0], r[0], live, k, want, passing=allowed.mask)
+        if found is not None:
+            return found
         if fetch >= index.ntotal:
             break
         fetch *= 4
