@@ -5,8 +5,8 @@
 whole or not at all, and never takes a lock. Per space, a snapshot holds:
 
 - the upserted vectors (new ids, and new vectors of ids the artifact holds), searched exactly;
-- ``hidden_rows``: the artifact's rows that were deleted or replaced, excluded inside the main
-  index's search (the existing exclusion path keeps ``k``);
+- ``hidden_rows``: the artifact's rows that were deleted or replaced, dropped from the main
+  index's answers;
 - the ids deleted since the artifact was built.
 
 For items it also holds the catalogue fields given with upserts, and, per user, the items seen
@@ -40,7 +40,8 @@ class SpaceDelta:
     unit : (n, d) float32, the same vectors unit-normalised (cosine searches them)
     slot_of : {id: slot}
     hidden_rows : sorted int64 rows of the artifact's space, deleted or replaced
-    hidden_ids : their ids, sorted (to drop them from an answer by id)
+    hidden_ids : their ids, sorted
+    hidden_set : the same ids as a set (to drop them from one query's answer in plain Python)
     deleted : ids deleted and not upserted again
     """
 
@@ -50,6 +51,7 @@ class SpaceDelta:
     slot_of: Mapping[Any, int]
     hidden_rows: np.ndarray
     hidden_ids: np.ndarray  # the ids of hidden_rows, sorted
+    hidden_set: frozenset
     deleted: frozenset
 
     _flat: dict = field(default_factory=dict, compare=False, repr=False)
@@ -122,6 +124,7 @@ class _Space:
             else np.empty((0, dim), dtype=np.float32)
         )
         hidden = np.array(sorted(self.hidden), dtype=np.int64)
+        hidden_ids = np.sort(self.base.ids[hidden]) if self.base is not None else hidden
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = vectors / np.where(norms == 0, 1, norms)
         return SpaceDelta(
@@ -130,7 +133,8 @@ class _Space:
             unit=np.ascontiguousarray(unit, dtype=np.float32),
             slot_of=MappingProxyType({k: i for i, k in enumerate(keys)}),
             hidden_rows=hidden,
-            hidden_ids=np.sort(self.base.ids[hidden]) if self.base is not None else hidden,
+            hidden_ids=hidden_ids,
+            hidden_set=frozenset(hidden_ids.tolist()),
             deleted=frozenset(self.deleted),
         )
 

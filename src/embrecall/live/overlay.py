@@ -19,13 +19,10 @@ import numpy as np
 
 from embrecall.embeddings import check_query_vectors
 from embrecall.errors import UnknownIdError
-from embrecall.index.faiss_index import _search_on_threads
-from embrecall.live.delta import LiveState, Snapshot, SpaceDelta
+from embrecall.live.delta import LiveState, Snapshot
+from embrecall.live.merged import base_answers, delta_answers, merge_ranked, to_arrays
 from embrecall.neighbors import Neighbors
 from embrecall.queries import ID_WHAT
-
-# how much deeper than k the main index is asked before hidden rows are excluded inside it
-_OVERFETCH_HIDDEN = 1024
 
 if TYPE_CHECKING:
     from embrecall.catalog import Catalog
@@ -207,30 +204,27 @@ class LiveOverlay:
 
         k = _check_k(k)
         delta = snap.spaces[kind.target_space]
-        base = _base_answer(rec, kind, queries, k, excluded_rows, params, delta, filter)
+        base, applied = base_answers(rec, kind, queries, k, excluded_rows, params, delta, filter)
         if filter:  # upserted targets that fail the filter are left out like excluded ones
             failing = self._failing(rec, snap, kind.target_space, filter)
             if failing:
                 excluded_ids = [set(e) | failing for e in excluded_ids]
-        higher = base.higher_is_better
-        d_scores, d_ids = _delta_topk(delta, kind.metric, queries, k, excluded_ids, higher)
-        ids, scores = _merge(base.ids, base.scores, d_ids, d_scores, k, higher)
+        higher = rec.indexes[kind.index_name].higher_is_better
+        pending = delta_answers(delta, kind.metric, queries, k, excluded_ids)
+        merged = [merge_ranked(both, k, higher) for both in zip(base, pending)]
+        target = rec.target_space(kind)
+        ids, scores = to_arrays(merged, target.ids.dtype, single)
         items = kind.target_space == "items"
         catalog = _LiveCatalog(rec.catalog, snap) if items else rec.catalog_of(kind.target_space)
-        if single:
-            valid = ~np.isnan(scores[0])
-            ids_out, scores_out = ids[0][valid], scores[0][valid]
-        else:
-            ids_out, scores_out = ids, scores
         return Neighbors(
-            ids_out,
-            scores_out,
+            ids,
+            scores,
             query=kind.name,
             space=kind.target_space,
             metric=kind.metric,
             higher_is_better=higher,
             catalog=catalog,  # type: ignore[arg-type]  # records() is all Neighbors asks
-            filter=base.filter,
+            filter=applied,
         )
 
     def _failing(self, rec, snap: Snapshot, space: str, filter: Any) -> set:
@@ -251,46 +245,6 @@ class LiveOverlay:
             self._failing_cache.clear()
         self._failing_cache[key] = (snap, failing)
         return failing
-
-
-def _base_answer(rec, kind, queries, k: int, excluded_rows, params, delta: SpaceDelta, filter=None):
-    """The main index's answer without the rows deleted or replaced since the build.
-
-    Those rows are dropped from a slightly deeper answer rather than excluded inside each
-    search: they are a small share of a catalogue, and a search that excludes thousands of rows
-    costs far more than fetching a few more than ``k``. When too many of them crowd a query's
-    top, the search is repeated deeper, and at last with them excluded inside the search.
-    """
-    excluded = [_union(rows) for rows in excluded_rows]
-    hidden = delta.hidden_rows
-    if hidden.size == 0:
-        return rec._run(kind, queries, k, excluded, params, False, filter)
-    ntotal = len(rec.target_space(kind))
-    fetch = k + 8 + int(np.ceil(4 * k * hidden.size / max(ntotal, 1)))
-    while fetch < min(ntotal, k + _OVERFETCH_HIDDEN):
-        base = rec._run(kind, queries, fetch, excluded, params, False, filter)
-        ids, scores = base.ids, base.scores
-        keep = ~np.isnan(scores) & ~_isin(ids, delta.hidden_ids)
-        found = keep.sum(axis=1)
-        exhausted = (~np.isnan(scores)).sum(axis=1) < fetch  # nothing deeper to fetch
-        if ((found >= k) | exhausted).all():
-            order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept ones first, in order
-            ids = np.take_along_axis(ids, order, axis=1)
-            scores = np.take_along_axis(np.where(keep, scores, np.nan), order, axis=1)
-            ids[np.isnan(scores)] = -1 if ids.dtype != object else None  # no hidden id leaks
-            base.ids, base.scores = ids, scores
-            return base
-        fetch *= 4
-    excluded = [_union([e, hidden]) for e in excluded]
-    return rec._run(kind, queries, k, excluded, params, False, filter)
-
-
-def _isin(ids: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    if ids.dtype != object:
-        at = np.minimum(sorted_ids.searchsorted(ids), sorted_ids.size - 1)
-        return sorted_ids[at] == ids
-    hidden = set(sorted_ids.tolist())
-    return np.array([[i in hidden for i in row] for row in ids], dtype=bool).reshape(ids.shape)
 
 
 class _LiveCatalog:
@@ -344,69 +298,3 @@ def _is_listlike(value) -> bool:
 def _known(space, ids: Sequence) -> np.ndarray:
     rows = space.lookup_rows(list(ids))
     return rows[rows >= 0]
-
-
-def _union(parts: list[np.ndarray]) -> np.ndarray:
-    parts = [p for p in parts if p.size]
-    if not parts:
-        return np.empty(0, dtype=np.int64)
-    if len(parts) == 1:
-        return parts[0]
-    return np.unique(np.concatenate(parts))
-
-
-def _delta_topk(
-    delta: SpaceDelta,
-    metric: str,
-    queries: np.ndarray,
-    k: int,
-    excluded_ids: list[set],
-    higher: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` of the upserted vectors per query: scores (m, k'), ids (m, k') with NaN
-    scores where a query has fewer (excluded ids left out).
-
-    A faiss flat index over the delta (one OpenMP thread for a few queries, as the main search
-    runs) over-fetches by the number of excluded ids the delta holds, which are then dropped.
-    """
-    m = len(queries)
-    n = delta.size
-    if n == 0:
-        return np.empty((m, 0), np.float32), np.empty((m, 0), delta.ids.dtype)
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    if metric == "cosine":
-        norms = np.linalg.norm(q, axis=1, keepdims=True)
-        q = q / np.where(norms == 0, 1, norms)
-    slots = [[delta.slot_of[key] for key in out if key in delta.slot_of] for out in excluded_ids]
-    kk = min(n, k + max(len(s) for s in slots))
-    scores, found = _search_on_threads(delta.flat(metric), q, kk, None)
-    for i, drop in enumerate(slots):
-        if drop:
-            gone = np.isin(found[i], drop)
-            scores[i][gone] = np.nan
-    order = np.argsort(np.isnan(scores), axis=1, kind="stable")[:, : min(k, n)]
-    scores = np.take_along_axis(scores, order, axis=1)
-    found = np.take_along_axis(found, order, axis=1)
-    missing = found < 0
-    scores[missing] = np.nan
-    return scores, delta.ids[np.where(missing, 0, found)]
-
-
-def _merge(base_ids, base_scores, d_ids, d_scores, k: int, higher: bool):
-    """Merge two padded answers (NaN score = no result) by score, best first, width ``k'``."""
-    if d_ids.shape[1] == 0:
-        return base_ids, base_scores
-    ids = np.concatenate([base_ids, d_ids], axis=1)
-    scores = np.concatenate([base_scores, d_scores], axis=1)
-    # NaN sorts last either way; stable, so ties keep the main index's answer first
-    key = np.where(np.isnan(scores), np.inf, -scores if higher else scores)
-    order = np.argsort(key, axis=1, kind="stable")[:, :k]
-    ids = np.take_along_axis(ids, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    width = int((~np.isnan(scores)).sum(axis=1).max()) if scores.size else 0
-    ids, scores = ids[:, :width], scores[:, :width]
-    pad = np.isnan(scores)
-    if pad.any():
-        ids = ids.copy()
-        ids[pad] = -1 if ids.dtype == np.int64 else None
-    return ids, scores
