@@ -335,3 +335,29 @@ def test_every_worker_of_serve_workers_sees_a_change_within_a_second(root, monke
             assert top == 616161
         assert len(answered_by) == 2
         assert all(records == [1] * len(records) for records in answered_by.values())
+
+
+def test_metrics_count_accepted_changes_and_show_what_is_pending(root, serve):
+    server = serve(root.path)
+    with server.client() as c:
+        rng = np.random.default_rng(4)
+        for i in range(3):
+            vector = rng.standard_normal(DIM).tolist()
+            r = c.put(f"/v1/items/{880_000 + i}", json={"vector": vector}, headers=ADMIN)
+            assert r.status_code == 200, r.text
+        assert c.delete(f"/v1/items/{880_000}", headers=ADMIN).status_code == 200
+        assert c.put("/v1/items/oops", json={"vector": [1.0]}, headers=ADMIN).status_code == 422
+        text = c.get("/metrics").text
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("embrecall_live_")
+    }
+    assert samples['embrecall_live_changes_total{op="upsert",space="items"}'] == 3
+    assert samples['embrecall_live_changes_total{op="delete",space="items"}'] == 1
+    assert samples["embrecall_live_pending_records"] == 4
+    assert samples['embrecall_live_pending{part="upserted",space="items"}'] == 2
+    assert samples['embrecall_live_pending{part="hidden_rows",space="items"}'] == 0
+    assert samples['embrecall_live_pending{part="deleted",space="items"}'] == 1
+    assert samples['embrecall_live_pending{part="upserted",space="users"}'] == 0
+    assert samples["embrecall_live_log_bytes"] > 0

@@ -21,6 +21,7 @@ from embrecall.errors import InvalidArgumentError, require_extra
 from embrecall.service.docs import docs_routes
 from embrecall.service.errors import install_error_handlers
 from embrecall.service.limits import BodyLimitMiddleware
+from embrecall.service.live import LiveTail, PendingChangesCollector
 from embrecall.service.metrics import Metrics, MetricsMiddleware
 from embrecall.service.monitor import LiveRecallMonitor
 from embrecall.service.openapi import install_openapi
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
     source = open_target(settings.target)
     metrics = Metrics()
     service = Service(settings, VersionRegistry(source, settings, metrics), metrics)
+    metrics.registry.register(PendingChangesCollector(service.registry))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -89,8 +91,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> FastAPI:
             # exits instead when a single artifact, the only version there is, fails.
             service.startup_error = f"cannot serve {settings.target}: {exc}"
             log.error("no version serving: %s", exc)
-        from embrecall.service.live import LiveTail
-
         tail = LiveTail(service.registry).start()  # changes other processes append
         try:
             yield

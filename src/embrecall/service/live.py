@@ -91,7 +91,9 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         """Add an item or replace its vector (and fields); answered once the change is durable."""
         served = _served_with_feed(service)
         return await _write(
-            served, lambda: changes.upsert(served.rec, "items", item_id, body.vector, body.fields)
+            service,
+            served,
+            lambda: changes.upsert(served.rec, "items", item_id, body.vector, body.fields),
         )
 
     @router.delete("/items/{item_id}", response_model=ChangeResponse, responses=errors(404))
@@ -99,7 +101,9 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         """Remove an item: never returned again once this answers."""
         served = _served_with_feed(service)
         live = served.feed.overlay
-        return await _write(served, lambda: changes.delete(served.rec, live, "items", item_id))
+        return await _write(
+            service, served, lambda: changes.delete(served.rec, live, "items", item_id)
+        )
 
     @router.put(
         "/users/{user_id}", response_model=ChangeResponse, responses={**errors(404), **body}
@@ -108,7 +112,7 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         """Add a user or replace their vector."""
         served = _served_with_feed(service)
         return await _write(
-            served, lambda: changes.upsert(served.rec, "users", user_id, body.vector)
+            service, served, lambda: changes.upsert(served.rec, "users", user_id, body.vector)
         )
 
     @router.delete("/users/{user_id}", response_model=ChangeResponse, responses=errors(404))
@@ -116,7 +120,9 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         """Remove a user."""
         served = _served_with_feed(service)
         live = served.feed.overlay
-        return await _write(served, lambda: changes.delete(served.rec, live, "users", user_id))
+        return await _write(
+            service, served, lambda: changes.delete(served.rec, live, "users", user_id)
+        )
 
     @router.post(
         "/users/{user_id}/seen", response_model=ChangeResponse, responses={**errors(404), **body}
@@ -126,7 +132,7 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         served = _served_with_feed(service)
         live = served.feed.overlay
         return await _write(
-            served, lambda: changes.seen(served.rec, live, user_id, list(body.items))
+            service, served, lambda: changes.seen(served.rec, live, user_id, list(body.items))
         )
 
     return router
@@ -143,13 +149,14 @@ def _served_with_feed(service) -> Served:
     return served
 
 
-async def _write(served: Served, make: Callable[[], Record]) -> Response:
+async def _write(service: Service, served: Served, make: Callable[[], Record]) -> Response:
     def work() -> dict[str, Any]:
         record = make()  # validation raises the library's errors, mapped to 4xx
         served.feed.write([record])
         return record
 
     record = await anyio.to_thread.run_sync(work)
+    service.metrics.live_changes.labels(record["op"], record["space"]).inc()
     body = {
         "version": served.version,
         "op": record["op"],
@@ -158,6 +165,50 @@ async def _write(served: Served, make: Callable[[], Record]) -> Response:
         "durable": True,
     }
     return Response(orjson.dumps(body), media_type="application/json")
+
+
+class PendingChangesCollector:
+    """Prometheus gauges of the served version's pending changes, read at every scrape from its
+    feed (what ``/v1/info`` shows under ``live_changes``): they grow with changes and fall to
+    zero when a compacted version serves."""
+
+    PARTS = ("upserted", "hidden_rows", "deleted")
+
+    def __init__(self, registry: VersionRegistry) -> None:
+        self.registry = registry
+
+    def describe(self):  # lets the registry detect duplicate names without reading a feed
+        return list(self._families(None))
+
+    def collect(self):
+        served = self.registry.current
+        return list(self._families(served.feed.describe() if served and served.feed else None))
+
+    def _families(self, info: dict[str, Any] | None):
+        from prometheus_client.core import GaugeMetricFamily
+
+        records = GaugeMetricFamily(
+            "embrecall_live_pending_records",
+            "Change records applied over the served version's artifact.",
+        )
+        log_bytes = GaugeMetricFamily(
+            "embrecall_live_log_bytes", "Bytes of the served version's change log applied here."
+        )
+        pending = GaugeMetricFamily(
+            "embrecall_live_pending",
+            "Pending changes by space and part: upserted vectors (searched exactly), artifact "
+            "rows deleted or replaced, ids deleted.",
+            labels=["space", "part"],
+        )
+        if info is not None:
+            records.add_metric([], info["records"])
+            log_bytes.add_metric([], info["log_bytes"])
+            for space, parts in info["spaces"].items():
+                for part in self.PARTS:
+                    pending.add_metric([space, part], parts[part])
+        yield records
+        yield log_bytes
+        yield pending
 
 
 class LiveTail:

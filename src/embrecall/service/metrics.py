@@ -113,6 +113,12 @@ class Metrics:
             ["query", "plan"],
             registry=r,
         )
+        self.live_changes = Counter(
+            "embrecall_live_changes",
+            "Live changes this process accepted (durable), by op (upsert, delete, seen) and space.",
+            ["op", "space"],
+            registry=r,
+        )
         for result in ("ok", "failed"):
             self.loads.labels(result)
         for reason in ("artifact", "canary", "unknown_version", "error"):
