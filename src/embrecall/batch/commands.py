@@ -34,7 +34,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "write them to a sink under a new version that becomes current in one atomic step. "
         "An interrupted run resumes where it stopped when started again.",
     )
-    b.add_argument("artifact", metavar="ARTIFACT")
+    b.add_argument(
+        "artifact",
+        metavar="TARGET",
+        help="an artifact, a version root (its current version, with its pending live "
+        "changes) or a Milvus target",
+    )
     b.add_argument(
         "--out",
         required=True,
@@ -96,6 +101,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help="Redis: seconds the previous version lives after the flip (0: delete now)",
     )
     b.add_argument("--no-verify", action="store_true", help="skip checksum verification on load")
+    b.add_argument(
+        "--without-changes",
+        action="store_true",
+        help="a version root: export its current version's artifact alone, without the live "
+        "changes pending on it (by default they are applied first)",
+    )
     b.add_argument("--json", action="store_true", help="print the report as one JSON object")
     b.add_argument("-q", "--quiet", action="store_true", help="no plan, no progress bar")
     b.set_defaults(run=run_batch_command)
@@ -130,9 +141,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 # -- batch -----------------------------------------------------------------------------------
 def run_batch_command(args: argparse.Namespace) -> int:
-    from embrecall import load
     from embrecall.batch import plan_batch, run_batch
     from embrecall.batch.sinks import open_sink
+    from embrecall.live.apply import load_for_export
 
     user_ids = _read_ids(Path(args.users)) if args.users else args.user
     sink_options: dict[str, Any] = {}
@@ -145,7 +156,15 @@ def run_batch_command(args: argparse.Namespace) -> int:
         out, sink_options = filtered_sink(out, sink_options, args.filter)
     sink = open_sink(out, **sink_options)
     sink.check()  # an unreachable sink fails now, not after loading and computing
-    rec = load(args.artifact, verify=not args.no_verify)
+    rec, pending = load_for_export(
+        args.artifact,
+        verify=not args.no_verify,
+        exact=args.search == "exact",
+        changes=not args.without_changes,
+        progress=False if args.quiet else None,
+    )
+    if pending and not args.quiet:
+        print(f"with {pending:,} pending live changes applied", file=sys.stderr)
     params = {k: v for k, v in (("nprobe", args.nprobe), ("efSearch", args.ef_search)) if v}
     plan = plan_batch(
         rec,
@@ -168,7 +187,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
         print(describe_plan(plan, sink), file=sys.stderr)
     report = run_batch(plan, sink, restart=args.restart, progress=False if args.quiet else None)
     if args.json:
-        print(json.dumps(report.to_dict(), ensure_ascii=False))
+        print(json.dumps({**report.to_dict(), "live_changes": pending}, ensure_ascii=False))
     elif not args.quiet:
         resumed = f", {report.blocks_resumed} blocks resumed" if report.blocks_resumed else ""
         print(

@@ -34,7 +34,7 @@ from embrecall.errors import ArtifactError, InvalidArgumentError, UnknownIdError
 from embrecall.interactions import Interactions
 from embrecall.live import changes
 from embrecall.live.changelog import ChangeLog, Record
-from embrecall.live.fold import fold
+from embrecall.live.fold import rebuild
 from embrecall.live.overlay import LiveOverlay
 from embrecall.versions import VersionRoot
 
@@ -158,8 +158,6 @@ def compact(
     version : new version id (default: ``<UTC time>``, as ``publish`` names versions)
     check, canary_floor : what ``VersionRoot.publish`` checks the new artifact with
     """
-    from embrecall.recommender import Recommender
-
     root, current = open_root(target)
     if version is not None and root.has(version):  # before its .base could be overwritten
         raise ArtifactError(
@@ -167,20 +165,7 @@ def compact(
         )
     rec, _, offset = load_with_changes(root, current, verify=True)
     snap = rec.live.state.snapshot
-    folded = fold(rec, snap)
-    specs: dict[str, str] = {}
-    for name, kind in rec.query_kinds.items():
-        notes = rec.indexes[kind.index_name].notes
-        specs[name] = "auto" if "choice" in notes else kind.spec  # chosen again for the new size
-    new_rec = Recommender.build(
-        folded.items,
-        folded.users,
-        catalog=folded.catalog,
-        interactions=folded.interactions,
-        metrics={name: kind.metric for name, kind in rec.query_kinds.items()},
-        index=specs,
-        progress=progress,
-    )
+    new_rec = rebuild(rec, snap, progress=progress)
     new_id = version or _fresh_id(root)
     base = ChangeLog.of(root.path, new_id).base_path
     base.parent.mkdir(parents=True, exist_ok=True)
@@ -207,9 +192,34 @@ def compact(
         "version": published,
         "previous": current,
         "folded_records": snap.applied,
-        "items": len(folded.items),
-        "users": len(folded.users) if folded.users is not None else 0,
+        "items": len(new_rec.items),
+        "users": len(new_rec.users) if new_rec.users is not None else 0,
     }
+
+
+def load_for_export(
+    target: str | os.PathLike, *, verify: bool, exact: bool, changes: bool = True, progress=None
+):
+    """What offline work that reads vectors directly (batch exports) should compute from:
+    ``(recommender, pending records applied)``.
+
+    A version root: its current version, with its pending changes applied (a rebuild over the
+    changed data, :func:`~embrecall.live.fold.rebuild`; ``exact``: Flat indexes only, nothing
+    to train) unless ``changes`` is False. Any other target: what :func:`embrecall.load` gives.
+    """
+    from embrecall import load
+
+    if not VersionRoot.looks_like_root(Path(str(target))):
+        return load(target, verify=verify), 0
+    root, current = open_root(target)
+    if not changes:
+        return load(root.path_of(current), verify=verify), 0
+    rec, _, _ = load_with_changes(root, current, verify=verify)
+    snap = rec.live.state.snapshot
+    if not snap.applied:
+        rec.live = None
+        return rec, 0
+    return rebuild(rec, snap, exact=exact, progress=progress), snap.applied
 
 
 def read_ids(value: str) -> list[str]:

@@ -39,6 +39,28 @@ def fold(rec: Recommender, snap: Snapshot) -> Folded:
     return Folded(items, users, _catalog(rec, snap, items), _interactions(rec, snap, items, users))
 
 
+def rebuild(rec: Recommender, snap: Snapshot, *, exact: bool = False, progress=None):
+    """A recommender over ``rec``'s data with ``snap``'s changes applied, with the same query
+    kinds and metrics. Indexes: each kind's spec kept (one chosen ``auto`` chosen again for
+    the new size), or, with ``exact``, ``Flat`` (cheap: nothing to train)."""
+    from embrecall.recommender import Recommender
+
+    folded = fold(rec, snap)
+    specs: dict[str, str] = {}
+    for name, kind in rec.query_kinds.items():
+        notes = rec.indexes[kind.index_name].notes
+        specs[name] = "Flat" if exact else "auto" if "choice" in notes else kind.spec
+    return Recommender.build(
+        folded.items,
+        folded.users,
+        catalog=folded.catalog,
+        interactions=folded.interactions,
+        metrics={name: kind.metric for name, kind in rec.query_kinds.items()},
+        index=specs,
+        progress=progress,
+    )
+
+
 def _space(base: Embeddings, delta: SpaceDelta, name: str) -> Embeddings:
     keep = np.ones(len(base), dtype=bool)
     keep[delta.hidden_rows] = False
