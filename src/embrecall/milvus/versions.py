@@ -170,18 +170,30 @@ class MilvusVersions:
                 out.append(name)
         return sorted(out)
 
-    def load_version(self, version: str) -> Recommender:
-        """The served form of ``version``: a Recommender whose indexes search Milvus."""
-        return store.load_version(self.client, self.prefix, version, self.manifest(version))
+    def load_version(self, version: str, predecessor: str | None = None) -> Recommender:
+        """The served form of ``version``: a Recommender whose indexes search Milvus, with the
+        version's live changes applied (``rec.live.feed``; embrecall.milvus.live), and those
+        ``predecessor`` took after ``version`` was built carried over."""
+        from embrecall.milvus.live import load_live
+
+        return load_live(self.client, self.prefix, version, self.manifest(version), predecessor)
 
     def load(self) -> Recommender:
-        """The current version (what ``embrecall.load(TARGET)`` answers)."""
+        """The current version (what ``embrecall.load(TARGET)`` answers), live changes applied."""
         version = self.current()
         if version is None:
             raise MilvusUnavailableError(
                 f"{self.target.text}: no version published under prefix {self.prefix!r}"
             )
-        return self.load_version(version)
+        return self.load_version(version, self.predecessor_of(version))
+
+    def predecessor_of(self, version: str) -> str | None:
+        """The version whose late live changes ``version`` carries when it is current: the one
+        it replaced (the last of the rollback stack)."""
+        if self.current() != version:
+            return None
+        previous = self.history()["previous"]
+        return previous[-1] if previous else None
 
     # -- writing ---------------------------------------------------------------------------
     def publish(
@@ -264,8 +276,12 @@ class MilvusVersions:
         return target
 
     def _vet(self, version: str, manifest: dict, check: Check) -> None:
+        from embrecall.milvus.live import load_live
+
         try:
-            check(store.load_version(self.client, self.prefix, version, manifest), version)
+            rec = load_live(self.client, self.prefix, version, manifest)
+            rec.live = None  # the canary checks the index against its own rows
+            check(rec, version)
         except ArtifactError as exc:
             raise ActivationRefusedError(f"version {version} refused: {exc}") from None
 
