@@ -79,7 +79,12 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         dependencies=[Depends(admin_key)],
         tags=["live updates"],
         responses=errors(
-            401, 403, 409, 422, 503, e409="Live updates need a version root (live_updates_off)."
+            401,
+            403,
+            409,
+            422,
+            503,
+            e409="Live updates need a version root or a Milvus target (live_updates_off).",
         ),
     )
     body = errors(400, 413)
@@ -138,7 +143,7 @@ def _served_with_feed(service) -> Served:
         raise ApiError(
             409,
             "live_updates_off",
-            "live updates need a version root (serve a root, not a single artifact)",
+            "live updates need a version root or a Milvus target (not a single artifact)",
         )
     return served
 
