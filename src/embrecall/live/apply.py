@@ -40,6 +40,12 @@ from embrecall.versions import VersionRoot
 
 log = logging.getLogger("embrecall")
 
+# Why `compact` has nothing to do on Milvus (docs/freshness.md, "Live updates on Milvus").
+MILVUS_COMPACT = (
+    "nothing to compact on Milvus: live changes are already in the served version's "
+    "collections (Milvus's own upsert and delete, which Milvus compacts itself); publish a "
+    "retrained version to start from fresh collections"
+)
 CHUNK = 1000  # records per fsync: one fsync per record would make bulk loads crawl
 
 
@@ -95,8 +101,7 @@ def update(
     ``{"version", "upserted_items", "upserted_users", "deleted_items", "deleted_users",
     "seen", "records"}``
     """
-    root, version = open_root(target)
-    rec, changelog, _ = load_with_changes(root, version)
+    rec, version, write = _open_for_update(target)
     live = rec.live
     records: list[Record] = []
     added: dict[str, set] = {"items": set(), "users": set()}
@@ -129,7 +134,7 @@ def update(
                 _require_held(rec, live, user, item_ids, added)
                 records.append(_seen_record(rec, user, item_ids))
             n_seen += len(item_ids)
-    _append(changelog, records, progress)
+    _append(write, records, progress)
     counts = {op: sum(1 for r in records if r["op"] == op) for op in ("upsert", "delete")}
     return {
         "version": version,
@@ -141,6 +146,22 @@ def update(
         "records": len(records),
         **{f"{op}s": n for op, n in counts.items()},
     }
+
+
+def _open_for_update(target: str | os.PathLike):
+    """(recommender with its pending changes, version, append(records)) of a root's or a
+    Milvus target's current version."""
+    from embrecall.milvus import is_milvus_target
+
+    if is_milvus_target(target):  # changes go into Milvus natively (embrecall.milvus.live)
+        from embrecall.milvus.versions import MilvusVersions, prefix_from_env
+
+        rec = MilvusVersions(str(target), prefix_from_env()).load()
+        feed = rec.live.feed
+        return rec, feed.version, feed.write
+    root, version = open_root(target)
+    rec, changelog, _ = load_with_changes(root, version)
+    return rec, version, changelog.append
 
 
 def compact(
@@ -158,8 +179,11 @@ def compact(
     version : new version id (default: ``<UTC time>``, as ``publish`` names versions)
     check, canary_floor : what ``VersionRoot.publish`` checks the new artifact with
     """
+    from embrecall.milvus import is_milvus_target
     from embrecall.recommender import Recommender
 
+    if is_milvus_target(target):
+        return {"compacted": False, "reason": MILVUS_COMPACT}
     root, current = open_root(target)
     if version is not None and root.has(version):  # before its .base could be overwritten
         raise ArtifactError(
@@ -225,14 +249,16 @@ def read_ids(value: str) -> list[str]:
     return ids
 
 
-def _append(changelog: ChangeLog, records: list[Record], progress: bool | None) -> None:
+def _append(
+    write: Callable[[list[Record]], object], records: list[Record], progress: bool | None
+) -> None:
     if not records:
         raise InvalidArgumentError("no changes given: pass --items, --users, --delete-*, --seen")
     bar = tqdm(total=len(records), desc="update", unit="change", disable=bar_disabled(progress))
     with bar:
         for start in range(0, len(records), CHUNK):
             chunk = records[start : start + CHUNK]
-            changelog.append(chunk)
+            write(chunk)
             bar.update(len(chunk))
 
 
