@@ -39,6 +39,7 @@ log = logging.getLogger("embrecall")
 NEW_ROWS = 1 << 62  # rows of ids added live start here; published rows are 0..n-1
 CHANGES = "changes"
 _RECORD_MAX = 65_535
+_QUERY_LIMIT = 16_384  # Milvus caps one query's limit here
 STRONG = "Strong"  # reads that must see every acknowledged write
 
 
@@ -120,10 +121,16 @@ def write(
     spaces: Mapping[str, Any],
     records: list[Mapping[str, Any]],
     keys: Keys,
+    *,
+    flush: bool = True,
 ) -> list[str]:
     """Apply ``records`` to the entities natively, then store them; durable when it returns.
 
     ``spaces``: space -> :class:`EntityWriter`. Returns the keys the records got.
+
+    ``flush``: flush the collections written before returning (Milvus Lite). On a Milvus
+    server an acknowledged write is already in its write-ahead log (the log broker), and a
+    flush per change would seal a tiny segment each time, which Milvus advises against.
     """
     rows = encode(records, keys)
     touched: set[str] = set()
@@ -133,9 +140,9 @@ def write(
             writer.apply(mine)
             touched.add(writer.collection)
     store.guarded(f"inserting into {changes}", client.upsert, changes, rows)
-    # Flushed before the answer: the acknowledgement promises the change survives a restart.
-    for name in (*sorted(touched), changes):
-        store.guarded(f"flushing {name}", client.flush, name)
+    if flush:  # before the answer: the acknowledgement promises the change survives a restart
+        for name in (*sorted(touched), changes):
+            store.guarded(f"flushing {name}", client.flush, name)
     return [r["key"] for r in rows]
 
 
@@ -145,7 +152,17 @@ def read(client: Any, changes: str, since_ms: int | None = None) -> list[dict[st
     expr = "at_ms >= 0" if since_ms is None else f"at_ms >= {int(since_ms)}"
     fields = ["key", "record"]
     rows: list[dict] = []
-    if since_ms is None:  # the whole collection: more than one query's limit may be there
+    if since_ms is not None:  # a poll: one query, unless more than a query's limit came in
+        rows = store.guarded(
+            f"reading {changes}",
+            client.query,
+            changes,
+            filter=expr,
+            output_fields=fields,
+            limit=_QUERY_LIMIT,
+            consistency_level=STRONG,
+        )
+    if since_ms is None or len(rows) >= _QUERY_LIMIT:
         logging.getLogger("pymilvus").setLevel(logging.ERROR)  # a warning per iterator
         it = store.guarded(
             f"reading {changes}",
@@ -154,22 +171,14 @@ def read(client: Any, changes: str, since_ms: int | None = None) -> list[dict[st
             batch_size=4096,
             filter=expr,
             output_fields=fields,
+            consistency_level=STRONG,
         )
+        rows = []
         try:
             while batch := store.guarded(f"reading {changes}", it.next):
                 rows.extend(batch)
         finally:
             it.close()
-    else:
-        rows = store.guarded(
-            f"reading {changes}",
-            client.query,
-            changes,
-            filter=expr,
-            output_fields=fields,
-            limit=16_384,
-            consistency_level=STRONG,
-        )
     out = []
     for row in sorted(rows, key=lambda r: r["key"]):
         record = json.loads(row["record"])

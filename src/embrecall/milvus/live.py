@@ -53,7 +53,7 @@ class MilvusLiveOverlay(LiveOverlay):
 
     def __init__(self, rec: Recommender) -> None:
         super().__init__(rec)
-        self._rows_cache: dict[str, tuple[Any, dict]] = {}
+        self._rows_cache: dict[str, tuple[Any, tuple]] = {}
         self.feed: MilvusFeed | None = None  # the feed that applies changes to it
 
     def row_of(self, rec: Recommender, space: str, key: object) -> int:
@@ -61,20 +61,25 @@ class MilvusLiveOverlay(LiveOverlay):
         row = int(rec.space(space).lookup_rows([key])[0])
         return row if row >= 0 else changes.new_row(key)
 
-    def _new_rows(self, rec: Recommender, snap, space: str) -> dict[int, Any]:
-        """row -> id of the ids upserted live that the published version does not hold."""
+    def _live_rows(self, rec: Recommender, snap, space: str) -> tuple[np.ndarray, dict]:
+        """(published rows deleted since, {row: id} of the ids added live) of a snapshot.
+
+        A published id upserted again keeps its row, which holds its new vector in Milvus.
+        """
         cached = self._rows_cache.get(space)
         if cached is not None and cached[0] is snap:
             return cached[1]
         delta = snap.spaces[space]
+        target = rec.space(space)
+        hidden = delta.hidden_rows
+        gone = hidden[[i not in delta.slot_of for i in target.ids[hidden].tolist()]]
         ids = delta.ids
+        new: dict[int, Any] = {}
         if len(ids):
-            base = rec.space(space).lookup_rows(ids)
-            out = {changes.new_row(k): k for k, b in zip(ids.tolist(), base) if b < 0}
-        else:
-            out = {}
-        self._rows_cache[space] = (snap, out)
-        return out
+            base = target.lookup_rows(ids)
+            new = {changes.new_row(k): k for k, b in zip(ids.tolist(), base) if b < 0}
+        self._rows_cache[space] = (snap, (gone.astype(np.int64), new))
+        return gone, new
 
     def _answer(
         self, rec, snap, kind, queries, k, excluded_rows, excluded_ids, params, single, filter=None
@@ -91,13 +96,7 @@ class MilvusLiveOverlay(LiveOverlay):
         delta = snap.spaces[space]
         target = rec.space(space, kind.name)
         index = rec.indexes[kind.index_name]
-        new = self._new_rows(rec, snap, space)
-        # published rows deleted since (a replaced row keeps its row and holds the new vector)
-        gone = [
-            r
-            for r, i in zip(delta.hidden_rows.tolist(), target.ids[delta.hidden_rows].tolist())
-            if i not in delta.slot_of
-        ]
+        gone, new = self._live_rows(rec, snap, space)
         excluded = []
         for rows, ids in zip(excluded_rows, excluded_ids):
             extra = [self.row_of(rec, space, i) for i in ids if i in delta.slot_of]
@@ -123,6 +122,10 @@ class MilvusLiveOverlay(LiveOverlay):
             scores[redo], rows[redo] = s2, r2
             dead = _isin_rows(rows, gone, new)
         scores[dead], rows[dead] = np.nan, -1
+        if dead.any():  # what is left first, in order; the padding at the end
+            order = np.argsort(rows < 0, axis=1, kind="stable")
+            rows = np.take_along_axis(rows, order, axis=1)
+            scores = np.take_along_axis(scores, order, axis=1)
         ids = _ids_of(rows, target, new)
         if single:
             valid = rows[0] >= 0
@@ -145,11 +148,11 @@ class MilvusLiveOverlay(LiveOverlay):
         )
 
 
-def _isin_rows(rows: np.ndarray, gone: list[int], new: Mapping[int, Any]) -> np.ndarray:
+def _isin_rows(rows: np.ndarray, gone: np.ndarray, new: Mapping[int, Any]) -> np.ndarray:
     """Rows that must not be answered: published rows deleted since, and rows above the
     published ones that no live id names (deleted since, or written by a writer that died
     before its record)."""
-    dead = np.isin(rows, np.asarray(gone, dtype=np.int64)) if gone else np.zeros(rows.shape, bool)
+    dead = np.isin(rows, gone) if gone.size else np.zeros(rows.shape, bool)
     high = rows >= changes.NEW_ROWS
     if high.any():
         dead |= high & ~np.isin(rows, np.fromiter(new, dtype=np.int64, count=len(new)))
@@ -183,8 +186,11 @@ class MilvusFeed:
         manifest: Mapping[str, Any],
         rec: Recommender,
         predecessor: str | None = None,
+        *,
+        flush: bool = True,
     ) -> None:
         self.client = client
+        self.flush = flush
         self.prefix = prefix
         self.version = version
         self.manifest = manifest
@@ -289,9 +295,10 @@ class MilvusFeed:
         }
 
     # -- writing ---------------------------------------------------------------------------
-    def write(self, records: Iterable[Record]) -> int:
+    def write(self, records: Iterable[Record], *, visible: bool = True) -> int:
         """Apply ``records`` in Milvus (entities first, then the records, flushed), then here:
-        visible in this process once this returns."""
+        visible in this process once this returns (``visible=False``: a bulk writer that
+        serves nothing skips reading them back)."""
         out = []
         for r in records:
             r = dict(r)
@@ -300,8 +307,9 @@ class MilvusFeed:
                 if row >= 0:
                     r["row"] = row
             out.append(r)
-        changes.write(self.client, self.collection, self._writers, out, self.keys)
-        self.catch_up()
+        changes.write(self.client, self.collection, self._writers, out, self.keys, flush=self.flush)
+        if visible:
+            self.catch_up()
         return len(out)
 
     def _fields_of(self, key: object) -> Mapping[str, Any] | None:
@@ -339,7 +347,9 @@ class MilvusFeed:
         ]
         if not fresh:
             return 0
-        changes.write(self.client, self.collection, self._writers, fresh, self.keys)
+        changes.write(
+            self.client, self.collection, self._writers, fresh, self.keys, flush=self.flush
+        )
         log.info(
             "carried %d changes of version %s into %s", len(fresh), self.predecessor, self.version
         )
@@ -366,8 +376,13 @@ def load_live(
     version: str,
     manifest: Mapping[str, Any],
     predecessor: str | None = None,
+    *,
+    flush: bool = True,
 ) -> Recommender:
     """``version`` loaded with its live changes applied; ``rec.live.feed`` is its feed.
+
+    ``flush``: writes flush before they are acknowledged (Milvus Lite; see
+    :func:`embrecall.milvus.changes.write`).
 
     The published rows deleted since are gone from Milvus: they are read back as placeholders
     (ids from their delete records) so rows stay the collection's keys, and marked deleted.
@@ -384,7 +399,7 @@ def load_live(
     # (with nothing pending here, the canary, a filter's plain search) keep to the published.
     for index in rec.indexes.values():
         index.base_rows_only = True
-    feed = MilvusFeed(client, prefix, version, manifest, rec, predecessor)
+    feed = MilvusFeed(client, prefix, version, manifest, rec, predecessor, flush=flush)
     recorded = {(r["space"], r["id"]) for r in records if r["op"] == "delete"}
     unrecorded = [(s, key) for s, gaps in deleted.items() for key in gaps.values()]
     feed.apply(records, [g for g in unrecorded if g not in recorded])

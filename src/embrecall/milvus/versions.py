@@ -176,7 +176,10 @@ class MilvusVersions:
         ``predecessor`` took after ``version`` was built carried over."""
         from embrecall.milvus.live import load_live
 
-        return load_live(self.client, self.prefix, version, self.manifest(version), predecessor)
+        manifest = self.manifest(version)
+        return load_live(
+            self.client, self.prefix, version, manifest, predecessor, flush=self.target.lite
+        )
 
     def load(self) -> Recommender:
         """The current version (what ``embrecall.load(TARGET)`` answers), live changes applied."""
@@ -279,7 +282,7 @@ class MilvusVersions:
         from embrecall.milvus.live import load_live
 
         try:
-            rec = load_live(self.client, self.prefix, version, manifest)
+            rec = load_live(self.client, self.prefix, version, manifest, flush=self.target.lite)
             rec.live = None  # the canary checks the index against its own rows
             check(rec, version)
         except ArtifactError as exc:
