@@ -158,7 +158,7 @@ def _open_for_update(target: str | os.PathLike):
 
         rec = MilvusVersions(str(target), prefix_from_env()).load()
         feed = rec.live.feed
-        return rec, feed.version, feed.write
+        return rec, feed.version, lambda chunk: feed.write(chunk, visible=False)
     root, version = open_root(target)
     rec, changelog, _ = load_with_changes(root, version)
     return rec, version, changelog.append
