@@ -1,5 +1,6 @@
-"""``embrecall update`` and ``embrecall compact``: bulk changes to a version root, and folding
-them into a new version.
+"""``embrecall update`` and ``embrecall compact``: bulk changes to a version root (or a Milvus
+target, whose changes Milvus holds natively: :mod:`embrecall.milvus.live`), and folding them into
+a new version.
 
 ``update`` reads files with the same readers and checks as ``build``, validates every change
 against the current version and its pending changes, and only then appends them to the
@@ -84,7 +85,8 @@ def update(
     seen: Interactions | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Validate and append changes to the current version of the root ``target``.
+    """Validate and append changes to the current version of ``target`` (a version root or a
+    Milvus target).
 
     Parameters
     ----------
@@ -173,6 +175,9 @@ def compact(
     progress: bool | None = None,
 ) -> dict[str, Any]:
     """Fold the current version's changes into a new version, published through ``publish``.
+
+    On a Milvus target there is nothing to fold (Milvus holds the changes in the served
+    collections): ``{"compacted": False, "reason": ...}``.
 
     Parameters
     ----------
