@@ -291,3 +291,23 @@ def test_a_newer_version_carries_changes_acknowledged_after_it_was_built(
     assert not v3.live.holds(v3, "items", 940_000)
     assert v3.similar_items_by_vector(early[1], 1).ids[0] == 940_001
     assert not v3.live.holds(v3, "items", ITEMS[2])
+
+
+def test_string_ids_and_an_approximate_index(tmp_path, lite):
+    from service.support import build_version
+
+    path = tmp_path / "artifact"
+    build_version(tmp_path / "data", 0, string_ids=True).save(str(path))
+    source = MilvusVersions(lite)
+    source.publish(str(path), "s1", index="HNSW")
+    rec = source.load()
+    vector = _vectors(1, 4)[0]
+    gone = rec.recommend("user-0", 3).ids[0]
+    rec.live.feed.write([live_changes.upsert(rec, "items", "item-new", vector)])
+    rec.live.feed.write([live_changes.delete(rec, rec.live, "items", gone)])
+    again = MilvusVersions(lite).load()
+    for r in (rec, again):
+        assert r.similar_items_by_vector(vector, 1).ids[0] == "item-new"
+        assert r.similar_items("item-new", 5).ids.size == 5
+        answered = np.ravel(r.recommend(r.users.ids[:30].tolist(), 20).ids).tolist()
+        assert gone not in answered and None not in answered
