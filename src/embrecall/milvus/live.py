@@ -202,7 +202,7 @@ class MilvusFeed:
         self.keys = changes.Keys()
         self._applied: set[str] = set()  # keys applied, within twice the lookback
         self._last_key: dict[tuple, str] = {}  # (space, id) -> key of its newest record here
-        self._high_ms: int | None = None  # the newest record applied
+        self._high_ms = 0  # the newest record applied (ms since the epoch)
         self._carried_ms: int | None = None  # the newest record of the predecessor seen
         self._lock = threading.Lock()  # one catch-up at a time in this process
         self._writers = {
@@ -231,7 +231,7 @@ class MilvusFeed:
 
     def catch_up(self) -> int:
         """Apply the records stored since the last poll (and within the lookback before it)."""
-        since = None if self._high_ms is None else self._high_ms - int(LOOKBACK_S * 1000)
+        since = self._high_ms - int(LOOKBACK_S * 1000)
         return self.apply(changes.read(self.client, self.collection, since))
 
     def apply(self, records: list[Record], deleted: Iterable[tuple[str, Any]] = ()) -> int:
@@ -248,8 +248,8 @@ class MilvusFeed:
                     self._last_key[(r.get("space"), r["id"])] = r["key"]
             if fresh:
                 newest = max(changes.stamp_ms(r["key"]) for r in fresh)
-                self._high_ms = max(self._high_ms or 0, newest)
-            if len(self._applied) > 10_000 and self._high_ms is not None:
+                self._high_ms = max(self._high_ms, newest)
+            if len(self._applied) > 10_000:
                 floor = self._high_ms - 2 * int(LOOKBACK_S * 1000)
                 self._applied = {k for k in self._applied if changes.stamp_ms(k) >= floor}
             return len(fresh)
