@@ -40,6 +40,7 @@ NEW_ROWS = 1 << 62  # rows of ids added live start here; published rows are 0..n
 CHANGES = "changes"
 _RECORD_MAX = 65_535
 _QUERY_LIMIT = 16_384  # Milvus caps one query's limit here
+_SETTLE_CHUNK = 4_096
 STRONG = "Strong"  # reads that must see every acknowledged write
 
 
@@ -269,13 +270,16 @@ def _typed(value: Any, kind: str) -> Any:
 
 
 def settle(
-    client: Any, meta: Mapping[str, Any], records: list[Mapping[str, Any]], row_of
+    client: Any, meta: Mapping[str, Any], records: list[Mapping[str, Any]], row_of=None
 ) -> list[dict[str, Any]]:
     """Upserts and deletes of one space as Milvus holds them now: one record per id, an upsert
     with the entity's vector (the record's fields kept) when the entity exists, else a delete.
 
     This is what makes concurrent writers safe: the record order of two writes of one id may
     differ from the order Milvus applied them, the entity never does.
+
+    ``row_of``: id -> row of this version (entities are looked up by row); None looks them up
+    by id (another version's collection, whose rows this process does not know).
     """
     last: dict[Any, Mapping[str, Any]] = {}
     for r in records:
@@ -283,16 +287,24 @@ def settle(
         last[r["id"]] = r
     if not last:
         return []
-    rows = {row_of(key): key for key in last}
-    found = store.guarded(
-        f"reading {meta['collection']}",
-        client.query,
-        meta["collection"],
-        filter=f"{PK} in [{','.join(map(str, rows))}]",
-        output_fields=[PK, "id", meta["vector_field"]],
-        consistency_level=STRONG,
-    )
-    held = {rows[e[PK]]: e for e in found if e[PK] in rows and e["id"] == rows[e[PK]]}
+    keys = list(last)
+    found: list[dict] = []
+    for start in range(0, len(keys), _SETTLE_CHUNK):  # a query answers at most its limit
+        chunk = keys[start : start + _SETTLE_CHUNK]
+        if row_of is not None:
+            expr = f"{PK} in [{','.join(str(row_of(key)) for key in chunk)}]"
+        else:
+            expr = f"id in [{','.join(json.dumps(key) for key in chunk)}]"
+        found += store.guarded(
+            f"reading {meta['collection']}",
+            client.query,
+            meta["collection"],
+            filter=expr,
+            output_fields=[PK, "id", meta["vector_field"]],
+            limit=len(chunk),
+            consistency_level=STRONG,
+        )
+    held = {e["id"]: e for e in found if e["id"] in last}
     out = []
     for key, r in last.items():
         entity = held.get(key)

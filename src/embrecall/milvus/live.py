@@ -204,6 +204,8 @@ class MilvusFeed:
         self._last_key: dict[tuple, str] = {}  # (space, id) -> key of its newest record here
         self._high_ms = 0  # the newest record applied (ms since the epoch)
         self._carried_ms: int | None = None  # the newest record of the predecessor seen
+        self._old_manifest: Mapping[str, Any] | None = None
+        self._newest_key: str | None = None
         self._lock = threading.Lock()  # one catch-up at a time in this process
         self._writers = {
             space: changes.EntityWriter(
@@ -247,15 +249,20 @@ class MilvusFeed:
                 if r["op"] in ("upsert", "delete", "seen"):
                     self._last_key[(r.get("space"), r["id"])] = r["key"]
             if fresh:
-                newest = max(changes.stamp_ms(r["key"]) for r in fresh)
-                self._high_ms = max(self._high_ms, newest)
+                newest = max(r["key"] for r in fresh)
+                self._high_ms = max(self._high_ms, changes.stamp_ms(newest))
+                self._newest_key = max(self._newest_key or "", newest)
             if len(self._applied) > 10_000:
                 floor = self._high_ms - 2 * int(LOOKBACK_S * 1000)
                 self._applied = {k for k in self._applied if changes.stamp_ms(k) >= floor}
             return len(fresh)
 
-    def _settled(self, records: list[Record]) -> list[Record]:
-        """``records`` in order, each id's upserts and deletes replaced by what Milvus holds."""
+    def _settled(self, records: list[Record], manifest=None) -> list[Record]:
+        """``records`` in order, each id's upserts and deletes replaced by what Milvus holds
+        (at the place and with the key of that id's last record).
+
+        ``manifest``: settle against another version's collections (carry-over), by id.
+        """
         by_space: dict[str, list] = {}
         last: dict[tuple, int] = {}
         for n, r in enumerate(records):
@@ -264,15 +271,18 @@ class MilvusFeed:
                 last[(r["space"], r["id"])] = n
         settled: dict[tuple, Record] = {}
         for space, mine in by_space.items():
-            meta = self.manifest["spaces"][space]
-            for s in changes.settle(self.client, meta, mine, self._writers[space].row_of):
+            if manifest is None:
+                meta, row_of = self.manifest["spaces"][space], self._writers[space].row_of
+            else:
+                meta, row_of = manifest["spaces"][space], None
+            for s in changes.settle(self.client, meta, mine, row_of):
                 settled[(space, s["id"])] = s
         out = []
         for n, r in enumerate(records):
             if r["op"] == "seen":
                 out.append(r)
             elif r["op"] in ("upsert", "delete") and last.get((r["space"], r["id"])) == n:
-                out.append(settled[(r["space"], r["id"])])
+                out.append({**settled[(r["space"], r["id"])], "key": r["key"]})
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -323,28 +333,34 @@ class MilvusFeed:
 
     # -- carry-over from the previous version ------------------------------------------------
     def carry(self) -> int:
-        """Copy into this version the predecessor's changes stored after this version was built
-        (those a retrain cannot hold), unless this version has a newer change of the same id."""
+        """Copy into this version the predecessor's changes this version does not hold: those
+        stored after it was built (a retrain), or after what it folded (a compaction), unless
+        this version has a newer change of the same id. Each id is carried as the
+        predecessor's entity holds it, so carrying a record twice changes nothing."""
         if self.predecessor is None:
             return 0
         old = changes.changes_name(self.prefix, self.predecessor)
         if not store.guarded("listing collections", self.client.has_collection, old):
             return 0
         store.ensure_loaded(self.client, old)
-        built = _created_ms(self.manifest) or 0
-        since = built if self._carried_ms is None else self._carried_ms - int(LOOKBACK_S * 1000)
-        records = changes.read(self.client, old, max(since, built))
+        after = self._carry_after()
+        lookback = int(LOOKBACK_S * 1000)
+        since = after if self._carried_ms is None else max(after, self._carried_ms - lookback)
+        records = changes.read(self.client, old, since)
         if records:
             newest = max(changes.stamp_ms(r["key"]) for r in records)
             self._carried_ms = max(self._carried_ms or 0, newest)
         fresh = [
             {k: v for k, v in r.items() if k != "row"}  # rows are the old version's
             for r in records
-            if r["key"] not in self._applied
-            and changes.stamp_ms(r["key"]) > built
+            if r["op"] in ("upsert", "delete", "seen")
+            and r["key"] not in self._applied
+            and changes.stamp_ms(r["key"]) > after
             and self._last_key.get((r.get("space"), r.get("id")), "") < r["key"]
-            and self._applies(r)
         ]
+        if not fresh:
+            return 0
+        fresh = [r for r in self._settled(fresh, self._predecessor_manifest()) if self._applies(r)]
         if not fresh:
             return 0
         changes.write(
@@ -355,6 +371,25 @@ class MilvusFeed:
         )
         self.catch_up()
         return len(fresh)
+
+    def _carry_after(self) -> int:
+        """Records of the predecessor stamped after this (ms) are carried: for a compaction of
+        it, the look-back before the newest record it folded (those in between are carried
+        again, which changes nothing); else this version's build time."""
+        folded = self.manifest.get("folded") or {}
+        if folded.get("from") == self.predecessor and folded.get("through"):
+            return changes.stamp_ms(folded["through"]) - int(LOOKBACK_S * 1000)
+        return _created_ms(self.manifest) or 0
+
+    def _predecessor_manifest(self) -> Mapping[str, Any]:
+        if self._old_manifest is None:
+            key = f"version:{self.predecessor}"
+            self._old_manifest = store.read_meta(self.client, self.prefix, [key])[key]
+        return self._old_manifest
+
+    def folded_keys(self) -> str | None:
+        """The newest record key applied here (what a compaction of this state folds)."""
+        return self._newest_key
 
     def _applies(self, r: Record) -> bool:
         """Whether a carried record means something here (a delete or a seen list of an id
