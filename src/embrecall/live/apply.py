@@ -41,12 +41,6 @@ from embrecall.versions import VersionRoot
 
 log = logging.getLogger("embrecall")
 
-# Why `compact` has nothing to do on Milvus (docs/freshness.md, "Live updates on Milvus").
-MILVUS_COMPACT = (
-    "nothing to compact on Milvus: live changes are already in the served version's "
-    "collections (Milvus's own upsert and delete, which Milvus compacts itself); publish a "
-    "retrained version to start from fresh collections"
-)
 CHUNK = 1000  # records per fsync: one fsync per record would make bulk loads crawl
 
 
@@ -176,8 +170,7 @@ def compact(
 ) -> dict[str, Any]:
     """Fold the current version's changes into a new version, published through ``publish``.
 
-    On a Milvus target there is nothing to fold (Milvus holds the changes in the served
-    collections): ``{"compacted": False, "reason": ...}``.
+    On a Milvus target: :func:`embrecall.milvus.compact.compact` (``check(rec, version)``).
 
     Parameters
     ----------
@@ -187,8 +180,16 @@ def compact(
     from embrecall.milvus import is_milvus_target
     from embrecall.recommender import Recommender
 
-    if is_milvus_target(target):
-        return {"compacted": False, "reason": MILVUS_COMPACT}
+    if is_milvus_target(target):  # check(rec, version), as a Milvus publish runs it
+        from embrecall.milvus.compact import compact as compact_milvus
+
+        return compact_milvus(
+            str(target),
+            version=version,
+            check=check,
+            canary_floor=canary_floor,
+            progress=progress,
+        )
     root, current = open_root(target)
     if version is not None and root.has(version):  # before its .base could be overwritten
         raise ArtifactError(

@@ -45,11 +45,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser(
         "compact",
-        help="fold a root's live changes into a new version (verified, canary-checked publish)",
+        help="fold live changes into a new version (verified, canary-checked publish)",
     )
-    c.add_argument(
-        "target", metavar="TARGET", help="a version root (on a Milvus target: nothing to do)"
-    )
+    c.add_argument("target", metavar="TARGET", help="a version root or a Milvus target")
     c.add_argument("--id", dest="version", help="the new version id (default: UTC time)")
     c.add_argument("--no-check", action="store_true", help="skip the canary queries")
     c.add_argument("--json", action="store_true", help="print one JSON object")
@@ -100,15 +98,16 @@ def _cmd_compact(args: argparse.Namespace) -> int:
     from embrecall.milvus import is_milvus_target
     from embrecall.service.commands import CANARY_DEFAULTS, _canary_check
 
-    if is_milvus_target(args.target):
-        summary = compact(args.target)
-        _print(args, summary, f"{args.target}: {summary['reason']}")
-        return 0
     floor = None if args.no_check else dict(CANARY_DEFAULTS)
+    check = _canary_check(args, lambda path: floor) if floor else None
+    if is_milvus_target(args.target):  # the canary runs on the version read back from Milvus
+        from embrecall.milvus.commands import _canary
+
+        check = _canary(args, lambda version: floor) if floor else None
     summary = compact(
         args.target,
         version=args.version,
-        check=_canary_check(args, lambda path: floor) if floor else None,
+        check=check,
         canary_floor=floor,
         progress=False if args.quiet else None,
     )

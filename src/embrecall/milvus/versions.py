@@ -212,6 +212,7 @@ class MilvusVersions:
         shards: int | None = None,
         replicas: int | None = None,
         after_write: Callable[[], None] | None = None,
+        folded: dict[str, Any] | None = None,
     ) -> str:
         """Write the artifact at ``artifact`` as ``version`` and (by default) make it current.
 
@@ -219,7 +220,9 @@ class MilvusVersions:
         refuse it (the canary). ``keep``: drop all but the newest ``keep`` published versions
         afterwards (the current one is always kept). ``shards`` / ``replicas``: how Milvus spreads
         each collection's writes and how many in-memory copies serve it (None: the server's
-        defaults). ``after_write`` is called once the
+        defaults). ``folded``: what a compaction folded into the artifact (``{"from": version,
+        "through": newest change key}``; embrecall.milvus.compact). ``after_write`` is called once
+        the
         collections are written, before anything is marked (tests kill a publish there).
         """
         from embrecall.artifact import load_artifact
@@ -242,6 +245,8 @@ class MilvusVersions:
         manifest = write_version(client, self.prefix, version, rec, index, placement)
         manifest["canary_floor"] = canary_floor
         manifest["artifact"] = str(artifact)
+        if folded is not None:
+            manifest["folded"] = folded
         store.write_meta(client, self.prefix, key, manifest)
         if after_write is not None:
             after_write()
