@@ -263,9 +263,6 @@ def test_bad_input_is_one_line_and_writes_nothing(published, tmp_path, capsys):
     assert milvus_changes.read(published.client, changes) == []
     assert len(_milvus_entities(published, "v1", "items", f"id == {ITEMS[1]}")) == 1
 
-    assert main(["compact", target]) == 0  # nothing to fold: Milvus holds the changes
-    assert "nothing to compact on Milvus" in capsys.readouterr().out
-
 
 def test_a_newer_version_carries_changes_acknowledged_after_it_was_built(
     published, artifacts, tmp_path
@@ -311,3 +308,30 @@ def test_string_ids_and_an_approximate_index(tmp_path, lite):
         assert r.similar_items("item-new", 5).ids.size == 5
         answered = np.ravel(r.recommend(r.users.ids[:30].tolist(), 20).ids).tolist()
         assert gone not in answered and None not in answered
+
+
+def test_compact_folds_changes_into_a_new_version_and_carries_later_ones(published, capsys):
+    target = published.target.text
+    rec = published.load()
+    new = _vectors(2, 31)
+    rec.live.feed.write(
+        [
+            live_changes.upsert(rec, "items", 950_000, new[0], {"title": "Folded (2026)"}),
+            live_changes.delete(rec, rec.live, "items", ITEMS[4]),
+            live_changes.seen(rec, rec.live, 1000, [ITEMS[6]]),
+        ]
+    )
+    assert main(["compact", target, "--id", "c1", "--json", "-q"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["version"] == "c1" and summary["previous"] == "v1"
+    assert summary["items"] == 500 and summary["folded_records"] == 3
+    rec.live.feed.write([live_changes.upsert(rec, "items", 950_001, new[1])])  # still on v1
+
+    source = MilvusVersions(target)
+    assert source.current() == "c1" and source.manifest("c1")["folded"]["from"] == "v1"
+    c1 = source.load()
+    assert c1.items.lookup_rows([950_000])[0] >= 0  # a published row now
+    assert c1.similar_items_by_vector(new[0], 1).records[0]["title"] == "Folded (2026)"
+    assert c1.similar_items_by_vector(new[1], 1).ids[0] == 950_001  # carried over
+    assert not c1.live.holds(c1, "items", ITEMS[4]) and ITEMS[4] not in _every_answer(c1, 10)
+    assert ITEMS[6] in c1.seen_items(1000).tolist()
