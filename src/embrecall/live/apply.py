@@ -1,5 +1,6 @@
-"""``embrecall update`` and ``embrecall compact``: bulk changes to a version root, and folding
-them into a new version.
+"""``embrecall update`` and ``embrecall compact``: bulk changes to a version root (or a Milvus
+target, whose changes Milvus holds natively: :mod:`embrecall.milvus.live`), and folding them into
+a new version.
 
 ``update`` reads files with the same readers and checks as ``build``, validates every change
 against the current version and its pending changes, and only then appends them to the
@@ -78,7 +79,8 @@ def update(
     seen: Interactions | None = None,
     progress: bool | None = None,
 ) -> dict[str, Any]:
-    """Validate and append changes to the current version of the root ``target``.
+    """Validate and append changes to the current version of ``target`` (a version root or a
+    Milvus target).
 
     Parameters
     ----------
@@ -95,8 +97,7 @@ def update(
     ``{"version", "upserted_items", "upserted_users", "deleted_items", "deleted_users",
     "seen", "records"}``
     """
-    root, version = open_root(target)
-    rec, changelog, _ = load_with_changes(root, version)
+    rec, version, write = _open_for_update(target)
     live = rec.live
     records: list[Record] = []
     added: dict[str, set] = {"items": set(), "users": set()}
@@ -129,7 +130,7 @@ def update(
                 _require_held(rec, live, user, item_ids, added)
                 records.append(_seen_record(rec, user, item_ids))
             n_seen += len(item_ids)
-    _append(changelog, records, progress)
+    _append(write, records, progress)
     counts = {op: sum(1 for r in records if r["op"] == op) for op in ("upsert", "delete")}
     return {
         "version": version,
@@ -143,6 +144,22 @@ def update(
     }
 
 
+def _open_for_update(target: str | os.PathLike):
+    """(recommender with its pending changes, version, append(records)) of a root's or a
+    Milvus target's current version."""
+    from embrecall.milvus import is_milvus_target
+
+    if is_milvus_target(target):  # changes go into Milvus natively (embrecall.milvus.live)
+        from embrecall.milvus.versions import MilvusVersions, prefix_from_env
+
+        rec = MilvusVersions(str(target), prefix_from_env()).load()
+        feed = rec.live.feed
+        return rec, feed.version, lambda chunk: feed.write(chunk, visible=False)
+    root, version = open_root(target)
+    rec, changelog, _ = load_with_changes(root, version)
+    return rec, version, changelog.append
+
+
 def compact(
     target: str | os.PathLike,
     *,
@@ -153,11 +170,25 @@ def compact(
 ) -> dict[str, Any]:
     """Fold the current version's changes into a new version, published through ``publish``.
 
+    On a Milvus target: :func:`embrecall.milvus.compact.compact` (``check(rec, version)``).
+
     Parameters
     ----------
     version : new version id (default: ``<UTC time>``, as ``publish`` names versions)
     check, canary_floor : what ``VersionRoot.publish`` checks the new artifact with
     """
+    from embrecall.milvus import is_milvus_target
+
+    if is_milvus_target(target):  # check(rec, version), as a Milvus publish runs it
+        from embrecall.milvus.compact import compact as compact_milvus
+
+        return compact_milvus(
+            str(target),
+            version=version,
+            check=check,
+            canary_floor=canary_floor,
+            progress=progress,
+        )
     root, current = open_root(target)
     if version is not None and root.has(version):  # before its .base could be overwritten
         raise ArtifactError(
@@ -203,23 +234,34 @@ def load_for_export(
     """What offline work that reads vectors directly (batch exports) should compute from:
     ``(recommender, pending records applied)``.
 
-    A version root: its current version, with its pending changes applied (a rebuild over the
-    changed data, :func:`~embrecall.live.fold.rebuild`; ``exact``: Flat indexes only, nothing
-    to train) unless ``changes`` is False. Any other target: what :func:`embrecall.load` gives.
+    A version root's current version, or a Milvus target's, with its pending changes applied (a
+    rebuild over the changed data, :func:`~embrecall.live.fold.rebuild`; ``exact``: Flat
+    indexes only, nothing to train) unless ``changes`` is False. An artifact: what
+    :func:`embrecall.load` gives.
     """
     from embrecall import load
+    from embrecall.milvus import is_milvus_target
 
-    if not VersionRoot.looks_like_root(Path(str(target))):
+    specs = None
+    if is_milvus_target(target):
+        from embrecall.milvus.compact import faiss_specs
+
+        rec = load(target, verify=verify)  # its changes applied, as a server loads it
+        if not changes or rec.live is None or not rec.live.active:
+            return rec, 0
+        specs = None if exact else faiss_specs(rec)
+    elif VersionRoot.looks_like_root(Path(str(target))):
+        root, current = open_root(target)
+        if not changes:
+            return load(root.path_of(current), verify=verify), 0
+        rec, _, _ = load_with_changes(root, current, verify=verify)
+    else:
         return load(target, verify=verify), 0
-    root, current = open_root(target)
-    if not changes:
-        return load(root.path_of(current), verify=verify), 0
-    rec, _, _ = load_with_changes(root, current, verify=verify)
     snap = rec.live.state.snapshot
     if not snap.applied:
         rec.live = None
         return rec, 0
-    return rebuild(rec, snap, exact=exact, progress=progress), snap.applied
+    return rebuild(rec, snap, exact=exact, specs=specs, progress=progress), snap.applied
 
 
 def read_ids(value: str) -> list[str]:
@@ -235,14 +277,16 @@ def read_ids(value: str) -> list[str]:
     return ids
 
 
-def _append(changelog: ChangeLog, records: list[Record], progress: bool | None) -> None:
+def _append(
+    write: Callable[[list[Record]], object], records: list[Record], progress: bool | None
+) -> None:
     if not records:
         raise InvalidArgumentError("no changes given: pass --items, --users, --delete-*, --seen")
     bar = tqdm(total=len(records), desc="update", unit="change", disable=bar_disabled(progress))
     with bar:
         for start in range(0, len(records), CHUNK):
             chunk = records[start : start + CHUNK]
-            changelog.append(chunk)
+            write(chunk)
             bar.update(len(chunk))
 
 

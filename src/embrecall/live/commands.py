@@ -13,12 +13,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``update`` and ``compact`` on ``subparsers``."""
     u = subparsers.add_parser(
         "update",
-        help="apply live changes (upserts, deletes, seen items) to a root's current version",
+        help="apply live changes (upserts, deletes, seen items) to the current version of a "
+        "root or a Milvus target",
         description="Validate every change against TARGET's current version, then append them "
-        "to its durable change log; servers of the root apply them within a second. Files are "
+        "to its durable change log (on a Milvus target: Milvus's own upsert and delete, and "
+        "a change record); servers apply them within a second. Files are "
         "read with the same readers and checks as build; bad input writes nothing.",
     )
-    u.add_argument("target", metavar="TARGET", help="a version root")
+    u.add_argument("target", metavar="TARGET", help="a version root or a Milvus target")
     u.add_argument("--items", help="item embeddings to add or replace (formats as build)")
     u.add_argument("--users", help="user embeddings to add or replace")
     u.add_argument("--catalog", help="catalogue fields of the upserted items (formats as build)")
@@ -43,9 +45,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
     c = subparsers.add_parser(
         "compact",
-        help="fold a root's live changes into a new version (verified, canary-checked publish)",
+        help="fold live changes into a new version (verified, canary-checked publish)",
     )
-    c.add_argument("target", metavar="TARGET", help="a version root")
+    c.add_argument("target", metavar="TARGET", help="a version root or a Milvus target")
     c.add_argument("--id", dest="version", help="the new version id (default: UTC time)")
     c.add_argument("--no-check", action="store_true", help="skip the canary queries")
     c.add_argument("--json", action="store_true", help="print one JSON object")
@@ -93,13 +95,19 @@ def _cmd_update(args: argparse.Namespace) -> int:
 
 def _cmd_compact(args: argparse.Namespace) -> int:
     from embrecall.live.apply import compact
+    from embrecall.milvus import is_milvus_target
     from embrecall.service.commands import CANARY_DEFAULTS, _canary_check
 
     floor = None if args.no_check else dict(CANARY_DEFAULTS)
+    check = _canary_check(args, lambda path: floor) if floor else None
+    if is_milvus_target(args.target):  # the canary runs on the version read back from Milvus
+        from embrecall.milvus.commands import _canary
+
+        check = _canary(args, lambda version: floor) if floor else None
     summary = compact(
         args.target,
         version=args.version,
-        check=_canary_check(args, lambda path: floor) if floor else None,
+        check=check,
         canary_floor=floor,
         progress=False if args.quiet else None,
     )

@@ -39,17 +39,26 @@ def fold(rec: Recommender, snap: Snapshot) -> Folded:
     return Folded(items, users, _catalog(rec, snap, items), _interactions(rec, snap, items, users))
 
 
-def rebuild(rec: Recommender, snap: Snapshot, *, exact: bool = False, progress=None):
+def rebuild(
+    rec: Recommender,
+    snap: Snapshot,
+    *,
+    exact: bool = False,
+    specs: dict[str, str] | None = None,
+    progress=None,
+):
     """A recommender over ``rec``'s data with ``snap``'s changes applied, with the same query
-    kinds and metrics. Indexes: each kind's spec kept (one chosen ``auto`` chosen again for
-    the new size), or, with ``exact``, ``Flat`` (cheap: nothing to train)."""
+    kinds and metrics. Indexes: ``specs`` (query kind -> spec) when given; else each kind's
+    spec kept (one chosen ``auto`` chosen again for the new size), or, with ``exact``, ``Flat``
+    (cheap: nothing to train)."""
     from embrecall.recommender import Recommender
 
     folded = fold(rec, snap)
-    specs: dict[str, str] = {}
-    for name, kind in rec.query_kinds.items():
-        notes = rec.indexes[kind.index_name].notes
-        specs[name] = "Flat" if exact else "auto" if "choice" in notes else kind.spec
+    if specs is None:
+        specs = {}
+        for name, kind in rec.query_kinds.items():
+            notes = rec.indexes[kind.index_name].notes
+            specs[name] = "Flat" if exact else "auto" if "choice" in notes else kind.spec
     return Recommender.build(
         folded.items,
         folded.users,

@@ -34,7 +34,7 @@ def base_answers(
     costs far more than fetching a few more than ``k``. When too many of them crowd a query's
     top, the search is repeated deeper, and at last with them excluded inside the search.
     """
-    excluded = [_union(rows) for rows in excluded_rows]
+    excluded = [union_rows(rows) for rows in excluded_rows]
     hidden = delta.hidden_set
     if not hidden:
         found = rec._run(kind, queries, k, excluded, params, False, filter)
@@ -52,7 +52,7 @@ def base_answers(
         if complete:
             return answers, found.filter
         fetch *= 4
-    excluded = [_union([e, delta.hidden_rows]) for e in excluded]
+    excluded = [union_rows([e, delta.hidden_rows]) for e in excluded]
     found = rec._run(kind, queries, k, excluded, params, False, filter)
     return [_ranked(ids, scores, k) for ids, scores in _rows(found)], found.filter
 
@@ -148,7 +148,8 @@ def _ranked(ids: list, scores: list, k: int, hidden: frozenset = frozenset()) ->
     return kept
 
 
-def _union(parts: list[np.ndarray]) -> np.ndarray:
+def union_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """One sorted, unique array of the rows of ``parts`` (a lone part as it is)."""
     parts = [p for p in parts if p.size]
     if not parts:
         return np.empty(0, dtype=np.int64)

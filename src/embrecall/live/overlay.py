@@ -62,7 +62,7 @@ class LiveOverlay:
         if not self.holds(rec, "items", value):
             key = self.state.key("items", value)
             raise UnknownIdError(f"unknown item id {key!r}", [key])
-        return _LiveCatalog(rec.catalog, self.state.snapshot).record(value)
+        return LiveCatalog(rec.catalog, self.state.snapshot).record(value)
 
     def seen_items(self, rec: Recommender, user_id: object) -> np.ndarray:
         """The artifact's seen items of a user plus those seen since, as item ids."""
@@ -215,7 +215,7 @@ class LiveOverlay:
         target = rec.target_space(kind)
         ids, scores = to_arrays(merged, target.ids.dtype, single)
         items = kind.target_space == "items"
-        catalog = _LiveCatalog(rec.catalog, snap) if items else rec.catalog_of(kind.target_space)
+        catalog = LiveCatalog(rec.catalog, snap) if items else rec.catalog_of(kind.target_space)
         return Neighbors(
             ids,
             scores,
@@ -236,7 +236,7 @@ class LiveOverlay:
             return cached[1]
         table = rec.field_table(space)
         delta = snap.spaces[space]
-        records = _LiveCatalog(rec.catalog_of(space), snap if space == "items" else None)
+        records = LiveCatalog(rec.catalog_of(space), snap if space == "items" else None)
         ids = delta.ids.tolist()
         failing = {
             i for i, record in zip(ids, records.records(ids)) if not table.passes(filter, record)
@@ -247,7 +247,7 @@ class LiveOverlay:
         return failing
 
 
-class _LiveCatalog:
+class LiveCatalog:
     """The catalogue as results see it: fields given with upserts over the artifact's."""
 
     def __init__(self, catalog: Catalog | None, snap: Snapshot | None) -> None:

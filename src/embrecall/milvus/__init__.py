@@ -5,7 +5,9 @@ served through the same ``Recommender``, CLI and HTTP service (extra ``milvus``)
 :class:`MilvusIndex`, the search contract of the faiss index over a Milvus vector field;
 ``store``: one version's collections, written and read; ``publish``: which index kind each space
 gets and its tuning; ``versions``: :class:`MilvusVersions`, the pointer (aliases), publish,
-rollback and clean-up.
+rollback and clean-up; ``changes``: live changes written with Milvus's own upsert and delete,
+and the change-record collection; ``live``: those changes polled and merged into answers;
+``compact``: a version and its changes folded into a new one.
 """
 
 from __future__ import annotations

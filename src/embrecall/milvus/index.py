@@ -74,6 +74,9 @@ class MilvusIndex:
         self.search_params = self._checked(search_params or {})
         self.notes = dict(notes or {})
         self.mips = None
+        # Set once the collection may hold rows added live (embrecall.milvus.live): a search
+        # that does not map them (the canary, a filter's plain search) keeps to rows 0..n-1.
+        self.base_rows_only = False
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -121,6 +124,7 @@ class MilvusIndex:
         *,
         exclude: Sequence[np.ndarray | None] | None = None,
         params: Mapping[str, int] | None = None,
+        live_total: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` rows for each query, never returning an excluded row.
 
@@ -131,6 +135,10 @@ class MilvusIndex:
         exclude : list of m int64 row arrays (or None per query), optional
             Applied inside the Milvus search as a filter expression on the row key.
         params : {"efSearch": int} (HNSW) or {"nprobe": int} (IVF_FLAT), optional
+        live_total : int, optional
+            Rows the collection holds now with live changes (embrecall.milvus.live): every row,
+            those added live too, is searched, at strong consistency (a change acknowledged
+            before the call is seen).
 
         Returns
         -------
@@ -142,7 +150,9 @@ class MilvusIndex:
         merged = {**self.search_params, **self._checked(params or {})}
         q = np.ascontiguousarray(queries, dtype=np.float32)
         m = q.shape[0]
-        kk = min(int(k), self._ntotal)
+        ntotal = self._ntotal if live_total is None else int(live_total)
+        live = live_total is not None
+        kk = min(int(k), ntotal)
         if kk > MAX_TOPK:
             raise InvalidArgumentError(f"k is at most {MAX_TOPK} on Milvus, got {k}")
         scores = np.full((m, kk), np.nan, dtype=np.float32)
@@ -152,27 +162,39 @@ class MilvusIndex:
         lists = [_rows(exclude[i]) if exclude is not None else _NONE for i in range(m)]
         plain = [i for i in range(m) if lists[i].size == 0]
         if plain:  # one batched call for every query without exclusions
-            self._fill(q[plain], kk, merged, None, plain, scores, rows)
+            self._fill(q[plain], kk, merged, None, plain, scores, rows, live)
         for i in range(m):
             if lists[i].size:
                 # a filter is per call in Milvus: one call per query that excludes rows
-                self._fill(q[i : i + 1], kk, merged, lists[i], [i], scores, rows)
+                self._fill(q[i : i + 1], kk, merged, lists[i], [i], scores, rows, live)
         for i in range(m):
-            want = min(kk, self._ntotal - np.unique(lists[i][lists[i] < self._ntotal]).size)
+            excluded = lists[i] if live else lists[i][lists[i] < ntotal]
+            want = min(kk, ntotal - np.unique(excluded).size)
             found = int((rows[i] >= 0).sum())
             wider = dict(merged)
             while found < want and self._widen(wider, kk):
                 # an approximate index that visited too few survivors: a wider beam
                 self._fill(
-                    q[i : i + 1], kk, wider, lists[i] if lists[i].size else None, [i], scores, rows
+                    q[i : i + 1],
+                    kk,
+                    wider,
+                    lists[i] if lists[i].size else None,
+                    [i],
+                    scores,
+                    rows,
+                    live,
                 )
                 found = int((rows[i] >= 0).sum())
         return scores, rows
 
-    def _fill(self, q, kk, params, excluded, at, scores, rows) -> None:
-        expr = ""
+    def _fill(self, q, kk, params, excluded, at, scores, rows, live=False) -> None:
+        terms = []
         if excluded is not None:
-            expr = f"{PK} not in [{','.join(map(str, excluded.tolist()))}]"
+            terms.append(f"{PK} not in [{','.join(map(str, excluded.tolist()))}]")
+        if self.base_rows_only and not live:
+            terms.append(f"{PK} < {self._ntotal}")
+        expr = " and ".join(terms)
+        options = {"consistency_level": "Strong"} if live else {}
         search_params: dict[str, Any] = {"metric_type": MILVUS_METRIC[self.metric]}
         native = {_PARAM_NAMES[self.milvus_kind][name]: v for name, v in params.items()}
         if "ef" in native:
@@ -188,6 +210,7 @@ class MilvusIndex:
                 filter=expr,
                 output_fields=[],
                 search_params=search_params,
+                **options,
             )
         except Exception as exc:
             raise MilvusUnavailableError(f"searching {self.collection}: {one_line(exc)}") from None

@@ -45,6 +45,7 @@ _TEXT_MAX_LENGTH = 65_535
 _INSERT_ROWS = 2_000
 _READ_ROWS = 10_000  # a query's limit is capped (16,384 on Milvus)
 _SEEN_CHUNK = 4_096  # Milvus's largest ARRAY capacity
+_LOAD_TRIES = 3
 _ESCAPES = {"_": "_u", ".": "_d", "-": "_h"}
 
 
@@ -100,7 +101,21 @@ def ensure_loaded(client: Any, name: str) -> None:
     loaded with several replicas (Milvus refuses a load that changes the replica count)."""
     state = guarded(f"reading the load state of {name}", client.get_load_state, name)
     if str(state.get("state")) != "Loaded":
-        guarded(f"loading {name}", client.load_collection, name)
+        _load(client, name)
+
+
+def _load(client: Any, name: str, **options: Any) -> None:
+    """``load_collection``, asked again after a moment when it fails: Milvus Lite writes index
+    files of a flushed collection in a background thread, and a load that meets one half
+    written fails although a second one succeeds."""
+    for attempt in range(_LOAD_TRIES):
+        try:
+            client.load_collection(name, **options)
+            return
+        except Exception as exc:
+            if attempt == _LOAD_TRIES - 1:
+                raise MilvusUnavailableError(f"loading {name}: {one_line(exc)}") from None
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _create(client: Any, name: str, schema: Any, params: Any, placement: dict) -> None:
@@ -121,7 +136,7 @@ def _reload(client: Any, name: str, placement: dict) -> None:
     # measure the index, not that scan.
     options = {"replica_number": placement["replicas"]} if placement.get("replicas") else {}
     guarded(f"releasing {name}", client.release_collection, name)
-    guarded(f"loading {name}", client.load_collection, name, **options)
+    _load(client, name, **options)
 
 
 # -- meta ------------------------------------------------------------------------------------
@@ -348,8 +363,19 @@ def read_rows(client: Any, name: str, count: int, fields: list[str], key: str = 
     return out
 
 
-def load_version(client: Any, prefix: str, version: str, manifest: dict[str, Any]) -> Recommender:
-    """A :class:`~embrecall.recommender.Recommender` over the collections of ``version``."""
+def load_version(
+    client: Any,
+    prefix: str,
+    version: str,
+    manifest: dict[str, Any],
+    deleted: dict[str, dict[int, Any]] | None = None,
+) -> Recommender:
+    """A :class:`~embrecall.recommender.Recommender` over the collections of ``version``.
+
+    ``deleted``: space -> {row: id} of published rows deleted live (embrecall.milvus.live).
+    Their entities are gone from Milvus; they keep their row here, with their id and a zero
+    vector, and the live changes mark them deleted, so rows stay the collection's keys.
+    """
     from embrecall.embeddings import Embeddings
     from embrecall.recommender import QueryKind, Recommender
 
@@ -366,6 +392,8 @@ def load_version(client: Any, prefix: str, version: str, manifest: dict[str, Any
         if cat:
             fields += ["has_record", *cat["columns"]]
         rows = read_rows(client, name, meta["count"], fields)
+        if deleted is not None:
+            rows = _with_deleted_rows(rows, meta, deleted.setdefault(space, {}), name)
         if len(rows) != meta["count"]:
             raise ArtifactError(
                 f"{name}: holds {len(rows)} entities, the manifest says {meta['count']}"
@@ -418,6 +446,26 @@ def load_version(client: Any, prefix: str, version: str, manifest: dict[str, Any
     )
     log.info("loaded Milvus version %s in %.2fs", version, time.perf_counter() - t0)
     return rec
+
+
+def _with_deleted_rows(rows: list[dict], meta: dict, deleted: dict, name: str) -> list[dict]:
+    """``rows`` with the published rows deleted live put back as placeholders; ``deleted``
+    (row -> id, from the delete records) is left holding the placeholders only."""
+    held = {r[PK] for r in rows}
+    zero = [0.0] * meta["dim"]
+    gaps = {}
+    for row in range(meta["count"]):
+        if row in held:
+            continue
+        key = deleted.get(row)
+        if key is None:  # a writer killed between its delete and its record: never acknowledged
+            key = f"\x00deleted:{row}" if meta["id_kind"] == "str" else -(1 << 62) - row
+            log.warning("%s: row %d was deleted without a change record", name, row)
+        gaps[row] = key
+        rows.append({PK: row, "id": key, meta["vector_field"]: zero, "has_record": False})
+    deleted.clear()
+    deleted.update(gaps)
+    return rows
 
 
 def _read_catalog(rows: list[dict], ids: np.ndarray, cat: dict, name: str):

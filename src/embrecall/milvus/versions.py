@@ -170,18 +170,33 @@ class MilvusVersions:
                 out.append(name)
         return sorted(out)
 
-    def load_version(self, version: str) -> Recommender:
-        """The served form of ``version``: a Recommender whose indexes search Milvus."""
-        return store.load_version(self.client, self.prefix, version, self.manifest(version))
+    def load_version(self, version: str, predecessor: str | None = None) -> Recommender:
+        """The served form of ``version``: a Recommender whose indexes search Milvus, with the
+        version's live changes applied (``rec.live.feed``; embrecall.milvus.live), and those
+        ``predecessor`` took after ``version`` was built carried over."""
+        from embrecall.milvus.live import load_live
+
+        manifest = self.manifest(version)
+        return load_live(
+            self.client, self.prefix, version, manifest, predecessor, flush=self.target.lite
+        )
 
     def load(self) -> Recommender:
-        """The current version (what ``embrecall.load(TARGET)`` answers)."""
+        """The current version (what ``embrecall.load(TARGET)`` answers), live changes applied."""
         version = self.current()
         if version is None:
             raise MilvusUnavailableError(
                 f"{self.target.text}: no version published under prefix {self.prefix!r}"
             )
-        return self.load_version(version)
+        return self.load_version(version, self.predecessor_of(version))
+
+    def predecessor_of(self, version: str) -> str | None:
+        """The version whose late live changes ``version`` carries when it is current: the one
+        it replaced (the last of the rollback stack)."""
+        if self.current() != version:
+            return None
+        previous = self.history()["previous"]
+        return previous[-1] if previous else None
 
     # -- writing ---------------------------------------------------------------------------
     def publish(
@@ -197,6 +212,7 @@ class MilvusVersions:
         shards: int | None = None,
         replicas: int | None = None,
         after_write: Callable[[], None] | None = None,
+        folded: dict[str, Any] | None = None,
     ) -> str:
         """Write the artifact at ``artifact`` as ``version`` and (by default) make it current.
 
@@ -204,7 +220,9 @@ class MilvusVersions:
         refuse it (the canary). ``keep``: drop all but the newest ``keep`` published versions
         afterwards (the current one is always kept). ``shards`` / ``replicas``: how Milvus spreads
         each collection's writes and how many in-memory copies serve it (None: the server's
-        defaults). ``after_write`` is called once the
+        defaults). ``folded``: what a compaction folded into the artifact (``{"from": version,
+        "through": newest change key}``; embrecall.milvus.compact). ``after_write`` is called once
+        the
         collections are written, before anything is marked (tests kill a publish there).
         """
         from embrecall.artifact import load_artifact
@@ -227,6 +245,8 @@ class MilvusVersions:
         manifest = write_version(client, self.prefix, version, rec, index, placement)
         manifest["canary_floor"] = canary_floor
         manifest["artifact"] = str(artifact)
+        if folded is not None:
+            manifest["folded"] = folded
         store.write_meta(client, self.prefix, key, manifest)
         if after_write is not None:
             after_write()
@@ -264,8 +284,12 @@ class MilvusVersions:
         return target
 
     def _vet(self, version: str, manifest: dict, check: Check) -> None:
+        from embrecall.milvus.live import load_live
+
         try:
-            check(store.load_version(self.client, self.prefix, version, manifest), version)
+            rec = load_live(self.client, self.prefix, version, manifest, flush=self.target.lite)
+            rec.live = None  # the canary checks the index against its own rows
+            check(rec, version)
         except ArtifactError as exc:
             raise ActivationRefusedError(f"version {version} refused: {exc}") from None
 

@@ -79,7 +79,12 @@ def live_router(admin_key: Callable[..., None]) -> APIRouter:
         dependencies=[Depends(admin_key)],
         tags=["live updates"],
         responses=errors(
-            401, 403, 409, 422, 503, e409="Live updates need a version root (live_updates_off)."
+            401,
+            403,
+            409,
+            422,
+            503,
+            e409="Live updates need a version root or a Milvus target (live_updates_off).",
         ),
     )
     body = errors(400, 413)
@@ -144,7 +149,7 @@ def _served_with_feed(service) -> Served:
         raise ApiError(
             409,
             "live_updates_off",
-            "live updates need a version root (serve a root, not a single artifact)",
+            "live updates need a version root or a Milvus target (not a single artifact)",
         )
     return served
 
@@ -192,7 +197,8 @@ class PendingChangesCollector:
             "Change records applied over the served version's artifact.",
         )
         log_bytes = GaugeMetricFamily(
-            "embrecall_live_log_bytes", "Bytes of the served version's change log applied here."
+            "embrecall_live_log_bytes",
+            "Bytes of the served version's change log applied here (a version root).",
         )
         pending = GaugeMetricFamily(
             "embrecall_live_pending",
@@ -202,7 +208,8 @@ class PendingChangesCollector:
         )
         if info is not None:
             records.add_metric([], info["records"])
-            log_bytes.add_metric([], info["log_bytes"])
+            if "log_bytes" in info:  # a root's log; a Milvus target keeps its changes in Milvus
+                log_bytes.add_metric([], info["log_bytes"])
             for space, parts in info["spaces"].items():
                 for part in self.PARTS:
                     pending.add_metric([space, part], parts[part])

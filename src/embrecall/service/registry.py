@@ -231,7 +231,7 @@ class VersionRegistry:
         s = self.settings
         try:
             if self.source.mode == "milvus":  # collections in Milvus, not files
-                rec = self.source.load_version(version)
+                rec = self.source.load_version(version, self._predecessor(version))
             else:
                 path = self.source.path_of(version)
                 # Verify manifest, sizes and SHA-256 of every file, then read (or map) them.
@@ -239,7 +239,12 @@ class VersionRegistry:
             canary = None
             floor = self._canary_floor(version)
             if floor["queries"]:
-                canary = check_canary(rec, **floor).as_dict()
+                # the index against its own rows: live changes on Milvus are attached at load
+                live, rec.live = rec.live, None
+                try:
+                    canary = check_canary(rec, **floor).as_dict()
+                finally:
+                    rec.live = live
             description = rec.describe()
             feed = self._live_feed(version, rec)  # after the canary, which checks the artifact
         except UnknownVersionError as exc:
@@ -267,16 +272,23 @@ class VersionRegistry:
     def _live_feed(self, version: str, rec: Recommender) -> LiveFeed | None:
         """Replay ``version``'s change log onto ``rec`` before it serves a request, carrying
         over what the version it replaces took since (embrecall.live.feed)."""
+        if self.source.mode == "milvus":  # loaded with its changes (embrecall.milvus.live)
+            return getattr(rec.live, "feed", None)
         if not isinstance(self.source, VersionRoot):
             return None
         from embrecall.live.feed import LiveFeed
 
+        return LiveFeed(self.source.path, version, rec, self._predecessor(version))
+
+    def _predecessor(self, version: str) -> str | None:
+        """The version whose late changes ``version`` carries over: the one served before it,
+        or for a fresh process the source's previous current version."""
         before = self._current
         predecessor = before.version if before is not None else None
         if predecessor is None and self.source.current() == version:
             previous = self.source.history().get("previous") or []
             predecessor = previous[-1] if previous else None
-        return LiveFeed(self.source.path, version, rec, predecessor)
+        return predecessor
 
     def _canary_floor(self, version: str) -> dict[str, Any]:
         """The canary settings for ``version``: the server's own where set, else what publish
