@@ -9,7 +9,8 @@ version root; then:
 
 1. in-process, interleaved round-robin: ``recommend(user, k)`` and ``similar_items(item, k)``
    on the version with no pending change and on the same version with ``--pending`` upserted
-   items (half new ids, half replaced vectors) in its delta: p50 / p99 and their ratio;
+   items (half new ids, half replaced vectors) in its delta: p50 / p99 and their ratio, and
+   the recall@30 of each against exact search of its own data (with the changes);
 2. over HTTP, with two ``embrecall serve`` processes on the root: ``GET
    /v1/users/{id}/recommendations`` p50 with none pending and with ``--pending`` pending;
    sequential ``PUT /v1/items/{id}`` acknowledgements per second (each one fsynced); and, for
@@ -19,6 +20,8 @@ version root; then:
 3. ``--deletes`` of the most recommended items deleted through ``embrecall update``, then
    ``--delete-queries`` recommend queries (in-process, the same search path as the server) and
    a tenth as many over HTTP, counting deleted ids returned (the goal: none).
+
+``--parts`` runs some of the three; ``--out`` names the results file.
 
 Results: stdout and benchmarks/results/live.json.
 """
@@ -42,11 +45,14 @@ from bench_core import machine, percentiles, synthetic, time_interleaved
 
 import embrecall
 from embrecall.embeddings import Embeddings
+from embrecall.index.recall import recall_at_k
 from embrecall.interactions import Interactions
 from embrecall.live import changes
 from embrecall.live.apply import update
 from embrecall.live.changelog import ChangeLog
+from embrecall.live.delta import LiveState
 from embrecall.live.feed import LiveFeed
+from embrecall.live.fold import fold
 from embrecall.recommender import Recommender
 from embrecall.versions import VersionRoot
 
@@ -114,26 +120,45 @@ def pending_upserts(rec, n: int, seed: int = 2) -> list[dict]:
 
 
 def in_process(root: VersionRoot, n_pending: int, queries: int) -> dict:
+    """p50 with nothing pending and with ``n_pending`` upserts, interleaved, and the recall@30 of
+    each against exact search of its data (with the changes)."""
     base = embrecall.load(root.path_of("v1"))
     live = embrecall.load(root.path_of("v1"))
-    LiveFeed(root.path, "v1", live)  # nothing pending yet: the fast path
-    records = pending_upserts(live, n_pending)
-    live.live.state.apply(records)
+    LiveFeed(root.path, "v1", live)  # a serving process's overlay
+    live.live.state.apply(pending_upserts(live, n_pending))
     rng = np.random.default_rng(3)
-    users = rng.choice(live.users.ids, queries).tolist()
-    items = rng.choice(np.arange(len(live.items)), queries).tolist()
-    out = {}
+    users = rng.choice(base.users.ids, queries).tolist()
+    items = rng.choice(base.items.ids, queries).tolist()
+    variants = {"none": base, "pending": live}
+    out: dict = {}
     for name, qs, fn in (
         ("recommend", users, lambda r, q: r.recommend(q, 30)),
         ("similar_items", items, lambda r, q: r.similar_items(q, 30)),
     ):
-        times = time_interleaved(
-            {"none": lambda q, fn=fn: fn(base, q), "pending": lambda q, fn=fn: fn(live, q)}, qs
-        )
-        row = {k: percentiles(v) for k, v in times.items()}
+        timed = {v: lambda q, r=r, fn=fn: fn(r, q) for v, r in variants.items()}
+        row = {v: percentiles(t) for v, t in time_interleaved(timed, qs).items()}
         row["p50_ratio"] = row["pending"]["p50_ms"] / row["none"]["p50_ms"]
+        row["recall@30"] = {v: _recall(r, name, qs[:300]) for v, r in variants.items()}
         out[name] = row
     return out
+
+
+def _recall(rec: Recommender, query: str, ids: list) -> float:
+    """Mean recall@30 of ``rec``'s answers against exact search of its data with its changes."""
+    state = rec.live.state if rec.live is not None else LiveState(rec.items, rec.users)
+    data = fold(rec, state.snapshot)  # with nothing pending: the artifact's own data
+    items = data.items
+    oracle = Recommender.build(
+        items, data.users, interactions=data.interactions, index="Flat", progress=False
+    )
+    kind = oracle.query_kinds[query]
+    got = getattr(rec, query)(ids, 30)
+    want = getattr(oracle, query)(ids, 30)
+    space = oracle.query_space(kind)
+    queries = space.vectors[space.lookup_rows(ids)]
+    found = items.lookup_rows(got.ids.ravel()).reshape(got.ids.shape)
+    exact_rows = items.lookup_rows(want.ids.ravel()).reshape(want.ids.shape)
+    return float(recall_at_k(items.vectors, queries, found, exact_rows, kind.metric).mean())
 
 
 def http_p50(client, users, n: int) -> dict:
@@ -288,21 +313,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fresh", type=int, default=20)
     p.add_argument("--deletes", type=int, default=1_000)
     p.add_argument("--delete-queries", type=int, default=100_000)
+    p.add_argument(
+        "--parts",
+        default="in_process,http,deletes",
+        help="comma-separated parts to run (in_process, http, deletes)",
+    )
+    p.add_argument("--out", type=Path, default=RESULTS, help="results JSON")
     args = p.parse_args(argv)
+    parts = set(args.parts.split(","))
     results: dict = {"machine": machine(), "args": vars(args)}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         root = build_root(work, args.items, args.users, args.dim, args.index)
-        results["in_process"] = in_process(root, args.pending, args.queries)
-        print(json.dumps(results["in_process"], indent=1))
-        results["http"] = over_http(root, args.pending, args.queries // 2, args.fresh, args.dim)
-        print(json.dumps(results["http"], indent=1))
-        root2 = VersionRoot(work / "root2")
-        root2.publish(work / "artifact", "v1")
-        results["deletes"] = deleted_never_returned(root2, args.deletes, args.delete_queries)
-        print(json.dumps(results["deletes"], indent=1))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        if "in_process" in parts:
+            results["in_process"] = in_process(root, args.pending, args.queries)
+            print(json.dumps(results["in_process"], indent=1))
+        if "http" in parts:
+            results["http"] = over_http(root, args.pending, args.queries // 2, args.fresh, args.dim)
+            print(json.dumps(results["http"], indent=1))
+        if "deletes" in parts:
+            root2 = VersionRoot(work / "root2")
+            root2.publish(work / "artifact", "v1")
+            results["deletes"] = deleted_never_returned(root2, args.deletes, args.delete_queries)
+            print(json.dumps(results["deletes"], indent=1))
+    args.out.parent.mkdir(exist_ok=True)
+    results["args"] = {**results["args"], "out": str(args.out)}
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 
