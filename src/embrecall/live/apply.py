@@ -35,7 +35,7 @@ from embrecall.errors import ArtifactError, InvalidArgumentError, UnknownIdError
 from embrecall.interactions import Interactions
 from embrecall.live import changes
 from embrecall.live.changelog import ChangeLog, Record
-from embrecall.live.fold import rebuild
+from embrecall.live.fold import compacted, rebuild
 from embrecall.live.overlay import LiveOverlay
 from embrecall.versions import VersionRoot
 
@@ -219,13 +219,7 @@ def compact(
             raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {
-        "version": published,
-        "previous": current,
-        "folded_records": snap.applied,
-        "items": len(new_rec.items),
-        "users": len(new_rec.users) if new_rec.users is not None else 0,
-    }
+    return compacted(published, current, snap, new_rec)
 
 
 def load_for_export(

@@ -85,6 +85,22 @@ class Snapshot:
     seen_reset: frozenset  # users deleted since the build: the artifact's history is not theirs
     applied: int  # records applied so far
 
+    def describe(self) -> dict[str, Any]:
+        """Records applied, and per space the upserted vectors, the artifact's rows hidden and
+        the ids deleted; users with items seen since the build (what ``/v1/info`` shows)."""
+        return {
+            "records": self.applied,
+            "spaces": {
+                name: {
+                    "upserted": d.size,
+                    "hidden_rows": int(d.hidden_rows.size),
+                    "deleted": len(d.deleted),
+                }
+                for name, d in self.spaces.items()
+            },
+            "users_with_seen": len(self.seen),
+        }
+
     @property
     def active(self) -> bool:
         """Whether anything changes an answer (a snapshot of no changes costs searches nothing)."""

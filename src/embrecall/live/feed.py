@@ -81,21 +81,8 @@ class LiveFeed:
     def describe(self) -> dict[str, Any]:
         """Pending changes for ``/v1/info``: records applied, log bytes read, and per space the
         upserted vectors, the artifact's rows hidden and the ids deleted."""
-        snap = self.overlay.state.snapshot
-        return {
-            "records": snap.applied,
-            "log_bytes": self.offset,
-            "carried_from": self.predecessor,
-            "spaces": {
-                name: {
-                    "upserted": d.size,
-                    "hidden_rows": int(d.hidden_rows.size),
-                    "deleted": len(d.deleted),
-                }
-                for name, d in snap.spaces.items()
-            },
-            "users_with_seen": len(snap.seen),
-        }
+        pending = self.overlay.state.snapshot.describe()
+        return {**pending, "log_bytes": self.offset, "carried_from": self.predecessor}
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, records: Iterable[Record]) -> int:

@@ -8,7 +8,7 @@ other (its indexes chosen and tuned again, its canary checked by the publish).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,17 @@ def rebuild(
         index=specs,
         progress=progress,
     )
+
+
+def compacted(published: str, previous: str, snap: Snapshot, new_rec) -> dict[str, Any]:
+    """What ``embrecall compact`` reports of the version it published."""
+    return {
+        "version": published,
+        "previous": previous,
+        "folded_records": snap.applied,
+        "items": len(new_rec.items),
+        "users": len(new_rec.users) if new_rec.users is not None else 0,
+    }
 
 
 def _space(base: Embeddings, delta: SpaceDelta, name: str) -> Embeddings:

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from embrecall.live.fold import rebuild
+from embrecall.live.fold import compacted, rebuild
 from embrecall.milvus.versions import MilvusVersions, prefix_from_env
 
 
@@ -58,13 +58,7 @@ def compact(
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return {
-        "version": published,
-        "previous": current,
-        "folded_records": snap.applied,
-        "items": len(new_rec.items),
-        "users": len(new_rec.users) if new_rec.users is not None else 0,
-    }
+    return compacted(published, current, snap, new_rec)
 
 
 def faiss_specs(rec) -> dict[str, str]:

@@ -288,21 +288,11 @@ class MilvusFeed:
 
     def describe(self) -> dict[str, Any]:
         """Pending changes for ``/v1/info``."""
-        snap = self.overlay.state.snapshot
         return {
             "engine": "milvus",
             "collection": self.collection,
-            "records": snap.applied,
+            **self.overlay.state.snapshot.describe(),
             "carried_from": self.predecessor,
-            "spaces": {
-                name: {
-                    "upserted": d.size,
-                    "hidden_rows": int(d.hidden_rows.size),
-                    "deleted": len(d.deleted),
-                }
-                for name, d in snap.spaces.items()
-            },
-            "users_with_seen": len(snap.seen),
         }
 
     # -- writing ---------------------------------------------------------------------------
