@@ -159,3 +159,28 @@ def test_recommender_single_ids_answer_as_a_batch(vectors):
     for i, item in enumerate(items.ids[:5].tolist()):
         assert rec.similar_items(item, K).ids.tolist() == same.ids[i].tolist()
         assert item not in rec.similar_items(item, K).ids
+
+
+def test_a_graph_reads_a_short_exclusion_off_its_beam_and_uses_a_selector_beyond_it(vectors):
+    """Within efSearch, k + |excluded| walks the same graph: the over-fetched answer less the
+    excluded rows is the selector's answer. Beyond it, the selector path answers."""
+    graph = VectorIndex.build(vectors, "ip", "HNSW16", mips="native", progress=False)
+    graph.search_params = {"efSearch": 48}
+    rng = np.random.default_rng(4)
+    for row in rng.integers(0, len(vectors), 30).tolist():
+        q = vectors[row : row + 1]
+        for excluded in ([row], rng.integers(0, len(vectors), 5).tolist()):
+            assert graph._scans_alike(K + len(excluded), graph.search_params)
+            s, r = graph.search(q, K, exclude=[np.asarray(excluded)])
+            assert not set(r[0].tolist()) & set(excluded) and (r[0] >= 0).all()
+            beam, graph._beam = graph._beam, None  # the selector path, for the same query
+            try:
+                s_sel, r_sel = graph.search(q, K, exclude=[np.asarray(excluded)])
+            finally:
+                graph._beam = beam
+            # the same graph walk: the same scores (rows may differ only between exact ties)
+            np.testing.assert_allclose(s[0], s_sel[0], rtol=1e-5)
+        many = rng.choice(len(vectors), 60, replace=False)
+        assert not graph._scans_alike(K + len(many), graph.search_params)
+        _, r = graph.search(q, K, exclude=[many])
+        assert not set(r[0].tolist()) & set(many.tolist()) and (r[0] >= 0).all()

@@ -102,6 +102,10 @@ class VectorIndex:
         if isinstance(top, faiss.IndexPreTransform):
             top = faiss.downcast_index(top.index)
         self._overfetch_same = isinstance(top, (faiss.IndexIVF, faiss.IndexFlat))
+        # a graph's beam is efSearch wide whatever k is, up to efSearch: a few more than k
+        # within it walk the same graph, so a short exclusion list (a query's own row) needs
+        # no selector, whose three faiss objects cost more Python than the search's rest
+        self._beam = top.hnsw.efSearch if isinstance(top, faiss.IndexHNSW) else None
 
     # -- build / persist ---------------------------------------------------------------------
     @classmethod
@@ -349,9 +353,10 @@ class VectorIndex:
             if rows[0, -1] >= 0:  # faiss pads a short answer at its end
                 return scores, rows
             excluded = _NO_ROWS
-        elif len(exclude) <= _OVERFETCH_MAX and self._overfetch_same:
-            # k + |excluded| without a selector scans the same lists (graph or refinement
-            # kinds would not): the excluded rows can push at most that many out of the top k
+        elif len(exclude) <= _OVERFETCH_MAX and self._scans_alike(k + len(exclude), params):
+            # k + |excluded| without a selector scans the same lists (refinement kinds, or a
+            # graph asked beyond its beam, would not): the excluded rows can push at most that
+            # many out of the top k
             fetch = min(self._ntotal, k + len(exclude))
             scores, rows = self._faiss_search(q, fetch, params, selector=None)
             found = _first_outside(scores, rows, exclude, k)
@@ -367,6 +372,13 @@ class VectorIndex:
             s[r < 0] = np.nan
         return s[None], r[None]
 
+    def _scans_alike(self, fetch: int, params: dict) -> bool:
+        """Whether asking ``fetch`` deep without a selector scans what a selector search of
+        fewer would (so over-fetching and dropping rows is the selector's answer)."""
+        if self._overfetch_same:
+            return True
+        return self._beam is not None and fetch <= int(params.get("efSearch", self._beam))
+
     def _search_one(
         self, q: np.ndarray, k: int, excluded: np.ndarray, params: dict, want: int
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +388,7 @@ class VectorIndex:
         survivors (a small nprobe/efSearch, or most of the catalogue excluded), it widens the
         search parameters step by step, and as a last resort over-fetches without a selector.
         """
-        if 0 < excluded.size <= _OVERFETCH_MAX and self._overfetch_same:
+        if 0 < excluded.size <= _OVERFETCH_MAX and self._scans_alike(k + excluded.size, params):
             fetch = min(self.ntotal, k + excluded.size)
             s, r = self._faiss_search(q, fetch, params, selector=None)
             found = _drop_excluded(s[0], r[0], excluded, k, want)
