@@ -148,20 +148,14 @@ def _write(rec: Recommender, staging: Path, target: Path) -> None:
                 "spec": kind.spec,
                 "index": kind.index_name,
             }
-        if rec.catalog is not None:
-            rec.catalog.to_parquet(staging / "catalog.parquet")
-            manifest["catalog"] = {
-                "file": "catalog.parquet",
-                "count": len(rec.catalog),
-                "columns": list(rec.catalog.columns),
-            }
-        if rec.user_catalog is not None:
-            rec.user_catalog.to_parquet(staging / "user_catalog.parquet")
-            manifest["user_catalog"] = {
-                "file": "user_catalog.parquet",
-                "count": len(rec.user_catalog),
-                "columns": list(rec.user_catalog.columns),
-            }
+        for key, catalog in (("catalog", rec.catalog), ("user_catalog", rec.user_catalog)):
+            if catalog is not None:
+                catalog.to_parquet(staging / f"{key}.parquet")
+                manifest[key] = {
+                    "file": f"{key}.parquet",
+                    "count": len(catalog),
+                    "columns": list(catalog.columns),
+                }
         filters = {}
         for space in ("items", "users"):
             table = rec.field_table(space)

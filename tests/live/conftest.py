@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from embrecall.versions import VersionRoot
 from helpers import import_extra
-from service.support import ADMIN_KEY, LiveServer, save_version
+from service.conftest import artifacts, root  # noqa: F401  the same versions and roots
+from service.support import ADMIN_KEY, LiveServer
 
 import_extra("fastapi")
 import_extra("uvicorn")
 import_extra("httpx")
-
-
-@pytest.fixture(scope="session")
-def live_artifacts(tmp_path_factory) -> dict[str, Path]:
-    tmp = tmp_path_factory.mktemp("live-artifacts")
-    return {"v1": save_version(tmp, "v1", seed=0), "v2": save_version(tmp, "v2", seed=1)}
-
-
-@pytest.fixture
-def root(tmp_path, live_artifacts) -> VersionRoot:
-    vroot = VersionRoot(tmp_path / "root")
-    vroot.publish(live_artifacts["v1"], "v1")
-    return vroot
 
 
 @pytest.fixture

@@ -162,8 +162,8 @@ def test_refusals_are_4xx_json_and_change_nothing(root, serve):
     assert not log.exists() or log.stat().st_size == 0
 
 
-def test_a_single_artifact_refuses_live_updates(live_artifacts, serve):
-    server = serve(live_artifacts["v1"])
+def test_a_single_artifact_refuses_live_updates(artifacts, serve):
+    server = serve(artifacts["v1"])
     with server.client() as c:
         r = c.delete("/v1/items/3", headers=ADMIN)
         assert r.status_code == 409 and r.json()["error"]["code"] == "live_updates_off"
@@ -204,14 +204,14 @@ def test_no_errors_while_changes_run_under_read_load(root, serve):
     assert not bad
 
 
-def test_a_newer_version_keeps_changes_acknowledged_after_it_was_built(root, serve, live_artifacts):
+def test_a_newer_version_keeps_changes_acknowledged_after_it_was_built(root, serve, artifacts):
     server = serve(root.path)
     with server.client() as c:
         gone = _top_items(c, 1)[0]
         vector = np.random.default_rng(5).standard_normal(DIM).tolist()
         assert c.put("/v1/items/999001", json={"vector": vector}, headers=ADMIN).status_code == 200
         assert c.delete(f"/v1/items/{gone}", headers=ADMIN).status_code == 200
-        root.publish(live_artifacts["v2"], "v2")  # built before those changes were made
+        root.publish(artifacts["v2"], "v2")  # built before those changes were made
         wait_for(lambda: c.get("/v1/info").json()["version"] == "v2")
         found = c.post("/v1/search", json={"vector": vector, "query": "similar_items"}).json()
         assert found["version"] == "v2" and found["results"][0]["id"] == 999001

@@ -214,8 +214,6 @@ class LiveOverlay:
         merged = [merge_ranked(both, k, higher) for both in zip(base, pending)]
         target = rec.target_space(kind)
         ids, scores = to_arrays(merged, target.ids.dtype, single)
-        items = kind.target_space == "items"
-        catalog = LiveCatalog(rec.catalog, snap) if items else rec.catalog_of(kind.target_space)
         return Neighbors(
             ids,
             scores,
@@ -223,7 +221,7 @@ class LiveOverlay:
             space=kind.target_space,
             metric=kind.metric,
             higher_is_better=higher,
-            catalog=catalog,  # type: ignore[arg-type]  # records() is all Neighbors asks
+            catalog=results_catalog(rec, snap, kind.target_space),  # type: ignore[arg-type]
             filter=applied,
         )
 
@@ -245,6 +243,12 @@ class LiveOverlay:
             self._failing_cache.clear()
         self._failing_cache[key] = (snap, failing)
         return failing
+
+
+def results_catalog(rec: Recommender, snap: Snapshot, space: str):
+    """The catalogue a result of ``space`` reads records from: for items, the fields given with
+    upserts over the catalogue's (``records()`` is all a result asks of it)."""
+    return LiveCatalog(rec.catalog, snap) if space == "items" else rec.catalog_of(space)
 
 
 class LiveCatalog:

@@ -26,7 +26,7 @@ import numpy as np
 
 from embrecall.live.changelog import Record
 from embrecall.live.merged import union_rows
-from embrecall.live.overlay import LiveOverlay
+from embrecall.live.overlay import LiveOverlay, results_catalog
 from embrecall.milvus import changes, store
 
 if TYPE_CHECKING:
@@ -133,11 +133,6 @@ class MilvusLiveOverlay(LiveOverlay):
             ids_out, scores_out = ids[0][valid], scores[0][valid]
         else:
             ids_out, scores_out = ids, scores
-        catalog = rec.catalog_of(space)
-        if space == "items":
-            from embrecall.live.overlay import LiveCatalog
-
-            catalog = LiveCatalog(rec.catalog, snap)
         return Neighbors(
             ids_out,
             scores_out,
@@ -145,7 +140,7 @@ class MilvusLiveOverlay(LiveOverlay):
             space=space,
             metric=kind.metric,
             higher_is_better=index.higher_is_better,
-            catalog=catalog,  # type: ignore[arg-type]
+            catalog=results_catalog(rec, snap, space),  # type: ignore[arg-type]
         )
 
 
