@@ -51,13 +51,17 @@ def percentiles(samples_s: list[float]) -> dict[str, float]:
 
 
 def time_interleaved(variants: dict, queries) -> dict[str, list[float]]:
-    """Time each variant on each query, round-robin, so that load drift hits all alike."""
+    """Time each variant on each query, round-robin, so that load drift hits all alike; the
+    variant that goes first rotates from query to query, as a later one finds the caches warm
+    from the same query."""
     out: dict[str, list[float]] = {name: [] for name in variants}
     for q in queries[:5]:
         for fn in variants.values():
             fn(q)  # warm up
-    for q in queries:
-        for name, fn in variants.items():
+    order = list(variants.items())
+    for i, q in enumerate(queries):
+        start = i % len(order)
+        for name, fn in order[start:] + order[:start]:
             t = time.perf_counter()
             fn(q)
             out[name].append(time.perf_counter() - t)

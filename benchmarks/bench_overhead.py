@@ -6,8 +6,8 @@
 For each index kind (Flat, IVF1024,Flat on native inner product, HNSW32 by default) one
 recommender is built in memory; then each case times embrecall next to ``index.search`` on the
 recommender's own ``VectorIndex.index``, with the same faiss SearchParameters, one query at a
-time, on one OpenMP thread, round-robin per query (each system asks its own query ids), so that
-load drift hits all systems alike:
+time, on one OpenMP thread, round-robin per query (each system asks its own query ids, and the
+system that starts a round rotates), so that load drift and cache state hit all systems alike:
 
 * ``plain``: recommend by id (seen items not excluded), recommend_by_vector, against raw faiss
   without a selector;
@@ -42,15 +42,19 @@ SPECS = ("Flat", "IVF1024,Flat", "HNSW32")
 
 
 def time_round_robin(systems: dict, queries: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Seconds per call of each system; round i calls every system once, each on its own query."""
+    """Seconds per call of each system; round i calls every system once, each on its own query,
+    starting one system further along each round (so that none always runs first, after the
+    others' work has evicted the caches)."""
     n = len(next(iter(queries.values())))
     for name, fn in systems.items():
         for q in queries[name][:10]:
             fn(q)  # warm up
     out = {name: np.empty(n) for name in systems}
     clock = time.perf_counter
+    order = list(systems.items())
     for i in range(n):
-        for name, fn in systems.items():
+        start = i % len(order)
+        for name, fn in order[start:] + order[:start]:
             q = queries[name][i]
             t = clock()
             fn(q)

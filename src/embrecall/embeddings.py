@@ -158,7 +158,7 @@ class Embeddings:
             return np.empty(0, dtype=np.int64)
         if len(ids) == 1 and isinstance(ids, list):  # one query's id: a scalar lookup is 50x
             return np.array([self._row_or_missing(ids[0])], dtype=np.int64)  # the array one
-        keys = _str_keys(ids) if self.id_kind == "str" else _int64_keys(ids)
+        keys = _int64_keys(ids) if self._int_ids else _str_keys(ids)
         return self._rows_by_id.lookup(keys).astype(np.int64, copy=False)
 
     def _row_or_missing(self, id_: object) -> int:

@@ -184,3 +184,41 @@ def test_a_graph_reads_a_short_exclusion_off_its_beam_and_uses_a_selector_beyond
         assert not graph._scans_alike(K + len(many), graph.search_params)
         _, r = graph.search(q, K, exclude=[many])
         assert not set(r[0].tolist()) & set(many.tolist()) and (r[0] >= 0).all()
+
+
+def test_reused_selector_kits_answer_as_a_fresh_faiss_selector_on_concurrent_threads(vectors):
+    """Exclusions inside faiss reuse a pooled IDSelectorNot and its parameters per query: on 8
+    threads at once, each query's answer is raw faiss's with its own freshly made selector, and
+    the pool keeps no more kits than searches ran at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from embrecall.index.exclusion import _POOL_MAX
+    from embrecall.index.structure import search_parameters
+
+    graph = VectorIndex.build(vectors, "ip", "HNSW16", mips="native", progress=False)
+    graph.search_params = {"efSearch": 32}
+    rng = np.random.default_rng(9)
+    cases = []
+    for i in range(200):
+        rows = rng.integers(0, len(vectors), int(rng.integers(30, 120)))
+        if i % 5 == 0:  # rows the index does not hold, and repeats, do no harm
+            rows = np.concatenate([rows, [-7, len(vectors) + 3], rows[:4]])
+        cases.append((int(rng.integers(0, len(vectors))), rows, 16 + 8 * (i % 3)))
+
+    def expected(row, rows, ef):
+        held = rows[(rows >= 0) & (rows < len(vectors))]
+        sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(held))
+        params = search_parameters(graph.index, {"efSearch": ef}, sel)
+        return graph.index.search(vectors[row : row + 1], K, params=params)
+
+    def ours(case):
+        row, rows, ef = case
+        return graph.search(vectors[row : row + 1], K, exclude=[rows], params={"efSearch": ef})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ours, cases * 3))
+    for (row, rows, ef), (s, r) in zip(cases * 3, answers, strict=True):
+        want_s, want_r = expected(row, rows, ef)
+        assert not set(r[0].tolist()) & set(rows.tolist())
+        np.testing.assert_allclose(s[0], want_s[0], rtol=1e-5)  # rows may differ on exact ties
+    assert 1 <= len(graph._exclusions._free) <= min(8, _POOL_MAX)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from embrecall._progress import bar_disabled
 from embrecall.errors import DimensionMismatchError, EmbrecallError, InvalidArgumentError
+from embrecall.index.exclusion import Exclusion, ExclusionSelectors
 from embrecall.index.memory import estimate_index_bytes, format_size
 from embrecall.index.mips import NormAugmentation, augmented_dim
 from embrecall.index.native_output import native_stderr_logged
@@ -96,6 +97,7 @@ class VectorIndex:
         self._dim = mips.dim if mips is not None else int(index.d)
         self._plain_params: dict[tuple, faiss.SearchParameters | None] = {}
         self._make_params = parameter_maker(index)
+        self._exclusions = ExclusionSelectors(self._make_params)
         # k does not change what these scan (a graph widens its beam to k, a refinement re-ranks
         # k_factor * k): fetching more is the selector's answer, not a different search
         top = faiss.downcast_index(index)
@@ -167,6 +169,7 @@ class VectorIndex:
             bar.update(min(_ADD_CHUNK, n - start))
         bar.close()
         built._ntotal = int(index.ntotal)
+        built._exclusions = ExclusionSelectors(built._make_params)
         log.info(
             "built %s (%s%s) over %d x %d: train %.2fs, add %.2fs",
             spec,
@@ -365,12 +368,35 @@ class VectorIndex:
             # fewer than k outside the exclusions among those scanned: the path below decides
             excluded = _clean_rows(exclude, self._ntotal)
         else:
+            if self._selectors_supported and k + len(exclude) <= self._ntotal:
+                # one search inside faiss, the rows as given (a batch selector is a set: order,
+                # repeats and rows the index does not hold do no harm): no sorting first
+                found = self._search_excluding(q, k, exclude, params)
+                if found is not None:
+                    return found
             excluded = _clean_rows(exclude, self._ntotal)
         want = min(k, self._ntotal - excluded.size)
         s, r = self._search_one(q, k, excluded, params, want)
         if r[-1] < 0:  # short answers are padded at the end
             s[r < 0] = np.nan
         return s[None], r[None]
+
+    def _search_excluding(
+        self, q: np.ndarray, k: int, rows: np.ndarray | Sequence[int], params: dict
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """One search of ``q`` with ``rows`` excluded inside faiss; None when it found fewer
+        than ``k`` (the widening path decides) or the index takes no selector."""
+        exclusion = self._exclusions.exclude(rows)
+        try:
+            scores, found = self._faiss_search(q, k, params, selector=exclusion)
+        except RuntimeError as exc:
+            if not _takes_no_selector(exc):
+                raise
+            self._selectors_supported = False
+            return None
+        finally:
+            exclusion.release()
+        return (scores, found) if found[0, -1] >= 0 else None
 
     def _scans_alike(self, fetch: int, params: dict) -> bool:
         """Whether asking ``fetch`` deep without a selector scans what a selector search of
@@ -395,23 +421,38 @@ class VectorIndex:
             if found is not None:
                 return found
             # too few scanned: the selector path below widens the search
-        selector = None
+        exclusion = None
         if excluded.size and self._selectors_supported:
-            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(excluded))
+            exclusion = self._exclusions.exclude(excluded)
+        try:
+            return self._search_widening(q, k, excluded, params, want, exclusion)
+        finally:
+            if exclusion is not None:
+                exclusion.release()
+
+    def _search_widening(
+        self,
+        q: np.ndarray,
+        k: int,
+        excluded: np.ndarray,
+        params: dict,
+        want: int,
+        exclusion: Exclusion | None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         current = dict(params)
         while True:
             try:
-                if excluded.size and selector is None:
+                if excluded.size and exclusion is None:
                     return self._overfetch(q, k, excluded, current, want)
-                s, r = self._faiss_search(q, k, current, selector=selector)
+                s, r = self._faiss_search(q, k, current, selector=exclusion)
                 # faiss pads a short answer at its end: the want-th result decides
                 if want == 0 or r[0, want - 1] >= 0:
                     return s[0], r[0]
             except RuntimeError as exc:
-                if "sel" not in str(exc) and "not supported" not in str(exc):
+                if not _takes_no_selector(exc):
                     raise
-                self._selectors_supported = False  # e.g. IndexPQ, IndexFastScan
-                selector = None
+                self._selectors_supported = False
+                exclusion = None
                 continue
             wider = widen(self.index, current, k)
             if wider is None:
@@ -433,7 +474,7 @@ class VectorIndex:
             fetch = min(self.ntotal, fetch * 2)
 
     def _faiss_search(
-        self, q: np.ndarray, k: int, params: dict, selector: faiss.IDSelector | None
+        self, q: np.ndarray, k: int, params: dict, selector: faiss.IDSelector | Exclusion | None
     ) -> tuple[np.ndarray, np.ndarray]:
         if selector is None:
             # faiss parameter objects cost microseconds to build and are only read by a
@@ -445,6 +486,8 @@ class VectorIndex:
                 if len(self._plain_params) >= _PARAMS_CACHE:
                     self._plain_params.clear()
                 faiss_params = self._plain_params[key] = self._make_params(params, None)
+        elif type(selector) is Exclusion:
+            faiss_params = selector.params(params)
         else:
             faiss_params = self._make_params(params, selector)
         x = self.mips.queries(q) if self.mips is not None else q
@@ -588,6 +631,12 @@ def _clean_rows(rows: np.ndarray | Sequence[int] | None, ntotal: int) -> np.ndar
     if rows[0] >= 0 and rows[-1] < ntotal:
         return rows
     return rows[(rows >= 0) & (rows < ntotal)]
+
+
+def _takes_no_selector(exc: RuntimeError) -> bool:
+    """Whether faiss refused a search because this index kind takes no IDSelector (e.g.
+    ``IndexPQ``, fast-scan without IVF)."""
+    return "sel" in str(exc) or "not supported" in str(exc)
 
 
 def _check_params(params: Mapping[str, int]) -> None:
