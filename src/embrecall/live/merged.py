@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ def base_answers(
         found = rec._run(kind, queries, k, excluded, params, False, filter)
         return [_ranked(ids, scores, k) for ids, scores in _rows(found)], found.filter
     ntotal = len(rec.target_space(kind))
-    fetch = k + 8 + math.ceil(4 * k * len(hidden) / max(ntotal, 1))
+    fetch = k + 4 + math.ceil(2 * k * len(hidden) / max(ntotal, 1))
     while fetch < min(ntotal, k + _OVERFETCH_HIDDEN):
         found = rec._run(kind, queries, fetch, excluded, params, False, filter)
         answers, complete = [], True
@@ -77,14 +78,11 @@ def delta_answers(
     scores, slots = _search_on_threads(delta.flat(metric), q, min(n, k + held), None)
     answers = []
     for i, out in enumerate(excluded_ids):
-        kept: Ranked = []
-        for score, key in zip(scores[i].tolist(), delta.ids[slots[i]].tolist()):
-            if key in out:
-                continue
-            kept.append((score, key))
-            if len(kept) == k:
-                break
-        answers.append(kept)
+        found = zip(scores[i].tolist(), delta.ids[slots[i]].tolist())
+        if out:
+            answers.append([(score, key) for score, key in found if key not in out][:k])
+        else:
+            answers.append(list(found)[:k])
     return answers
 
 
@@ -92,20 +90,16 @@ def merge_ranked(answers: Sequence[Ranked], k: int, higher: bool) -> Ranked:
     """The best ``k`` of best-first lists; on a tie, the earlier list's entry comes first.
 
     One stable sort of the joined lists: they are runs already sorted, which the sort merges in
-    a single pass, several times faster than :func:`heapq.merge` on a few dozen entries."""
+    a single pass, several times faster than :func:`heapq.merge` on a few dozen entries. (A
+    reversed sort is stable too: equal scores keep their order.)"""
     nonempty = [a for a in answers if a]
     if len(nonempty) <= 1:
         return nonempty[0][:k] if nonempty else []
     joined = [entry for ranked in nonempty for entry in ranked]
-    return sorted(joined, key=_by_score_desc if higher else _by_score)[:k]
+    return sorted(joined, key=_score, reverse=higher)[:k]
 
 
-def _by_score(entry: tuple[float, Any]) -> float:
-    return entry[0]
-
-
-def _by_score_desc(entry: tuple[float, Any]) -> float:
-    return -entry[0]
+_score = itemgetter(0)
 
 
 def to_arrays(answers: list[Ranked], id_dtype, single: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +130,12 @@ def _rows(found) -> Iterator[tuple[list, list]]:
 
 def _ranked(ids: list, scores: list, k: int, hidden: frozenset = frozenset()) -> Ranked:
     """The first ``k`` of one answer that are results (a NaN score ends it) and not hidden."""
-    kept: Ranked = []
-    for i, score in zip(ids, scores):
-        if score != score:  # NaN: the padding after the last result
-            break
-        if i in hidden:
-            continue
-        kept.append((score, i))
-        if len(kept) == k:
-            break
-    return kept
+    if scores and scores[-1] != scores[-1]:  # NaN: padding after the last result, at the end
+        end = next(n for n, score in enumerate(scores) if score != score)
+        ids, scores = ids[:end], scores[:end]
+    if not hidden:
+        return list(zip(scores[:k], ids[:k]))
+    return [(score, i) for score, i in zip(scores, ids) if i not in hidden][:k]
 
 
 def union_rows(parts: list[np.ndarray]) -> np.ndarray:
