@@ -137,14 +137,17 @@ def run_spec(spec: str, items, tune_q, held_q, bucket, args) -> dict:
         for q in queries[:5]:
             for fn in systems.values():
                 fn(q)
-        # each system its own query order, round-robin: no system warms another's cache
+        # each system its own query order, round-robin, the system that starts a round
+        # rotating: no system warms another's cache, nor always finds it cold
         orders = {
             name: np.random.default_rng(j).permutation(len(queries))
             for j, name in enumerate(systems)
         }
         answers = {name: [None] * len(queries) for name in systems}
+        turns = list(systems.items())
         for i in range(len(queries)):
-            for name, fn in systems.items():
+            start = i % len(turns)
+            for name, fn in turns[start:] + turns[:start]:
                 qi = orders[name][i]
                 t = time.perf_counter()
                 got = fn(queries[qi])

@@ -78,6 +78,7 @@ def run_spec(spec: str, args, items_v, users_v, item_ids, user_ids, interactions
         progress=False,
     )
     build_s = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)  # single queries, one thread: raw faiss and embrecall alike
     k = args.k
     rng = np.random.default_rng(2)
     n = args.queries
@@ -198,14 +199,21 @@ def main() -> None:
     parser.add_argument("--index", action="append", help=f"faiss spec (default {SPECS})")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    faiss.omp_set_num_threads(1)  # single queries, one thread: raw faiss and embrecall alike
+    threads = faiss.omp_get_max_threads()  # builds use every core; the timed queries one
     items_v, users_v = synthetic(args.items, args.users, args.dim)
     item_ids = np.arange(args.items, dtype=np.int64) * 3 + 1  # ids are not rows
     user_ids = np.arange(args.users, dtype=np.int64) + 10
     seen = np.random.default_rng(1).integers(0, args.items, (args.users, args.excluded))
     interactions = Interactions(np.repeat(user_ids, args.excluded), item_ids[seen.ravel()])
-    report = {"machine": machine(), "args": {**vars(args), "out": str(args.out)}, "runs": []}
+    report = {
+        "machine": machine(),
+        "args": {**vars(args), "out": str(args.out)},
+        "build_threads": threads,
+        "query_threads": 1,
+        "runs": [],
+    }
     for spec in args.index or SPECS:
+        faiss.omp_set_num_threads(threads)
         r = run_spec(spec, args, items_v, users_v, item_ids, user_ids, interactions)
         report["runs"].append(r)
         print(f"\n{spec} {r['search_params']} over {args.items:,} x {args.dim}, k={args.k}")
