@@ -106,7 +106,7 @@ class VectorIndex:
         self._overfetch_same = isinstance(top, (faiss.IndexIVF, faiss.IndexFlat))
         # a graph's beam is efSearch wide whatever k is, up to efSearch: a few more than k
         # within it walk the same graph, so a short exclusion list (a query's own row) needs
-        # no selector, whose three faiss objects cost more Python than the search's rest
+        # no selector at all: even a pooled one costs a faiss object and a few Python calls
         self._beam = top.hnsw.efSearch if isinstance(top, faiss.IndexHNSW) else None
 
     # -- build / persist ---------------------------------------------------------------------
@@ -169,7 +169,6 @@ class VectorIndex:
             bar.update(min(_ADD_CHUNK, n - start))
         bar.close()
         built._ntotal = int(index.ntotal)
-        built._exclusions = ExclusionSelectors(built._make_params)
         log.info(
             "built %s (%s%s) over %d x %d: train %.2fs, add %.2fs",
             spec,
