@@ -82,6 +82,30 @@ def test_by_id_equals_an_exact_rebuild(changed, query):
         assert not set(deleted) & set(np.asarray(got.ids).ravel().tolist())
 
 
+@pytest.mark.parametrize("query", ["recommend", "similar_users", "similar_items"])
+@pytest.mark.parametrize("k", [10, 700])
+def test_single_queries_equal_an_exact_rebuild(changed, query, k):
+    """One query at a time scores the delta by its own product, cut at the main answer's k-th
+    score; k beyond the catalogue leaves the main answer short, with no such floor."""
+    rec, oracle, deleted = changed
+    kind = oracle.query_kinds[query]
+    target = oracle.target_space(kind)
+    space = oracle.query_space(kind)
+    for query_id in space.ids[::3].tolist():
+        got = getattr(rec, query)(query_id, k)
+        want = getattr(oracle, query)(query_id, k)
+        assert got.ids.ndim == 1 and len(got.ids) == len(want.ids)
+        rows_got, rows_want = _check_equal(got, want, target, kind.metric)
+        qvec = space.vectors[space.row_of(query_id)][None]
+        recall = recall_at_k(target.vectors, qvec, rows_got[None], rows_want[None], kind.metric)
+        assert recall.min() == 1.0, query_id
+        assert not set(deleted) & set(got.ids.tolist())
+    q = np.random.default_rng(5).standard_normal(16).astype(np.float32)
+    got, want = rec.search(query, q, k), oracle.search(query, q, k)
+    rows_got, rows_want = _check_equal(got, want, target, kind.metric)
+    assert recall_at_k(target.vectors, q[None], rows_got[None], rows_want[None], kind.metric) == 1
+
+
 def test_by_vector_equals_an_exact_rebuild(changed):
     rec, oracle, _ = changed
     q = np.random.default_rng(3).standard_normal((20, 16)).astype(np.float32)

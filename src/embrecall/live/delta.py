@@ -55,6 +55,7 @@ class SpaceDelta:
     deleted: frozenset
 
     _flat: dict = field(default_factory=dict, compare=False, repr=False)
+    _columns: dict = field(default_factory=dict, compare=False, repr=False)
 
     def flat(self, metric: str) -> faiss.Index:
         """An exact faiss index of the delta for ``metric`` (made on first use, then kept)."""
@@ -65,6 +66,15 @@ class SpaceDelta:
             index.add(self.unit if metric == "cosine" else self.vectors)
             self._flat[metric] = index
         return index
+
+    def columns(self, metric: str) -> np.ndarray:
+        """The searched vectors transposed, (d, n) C-contiguous (made on first use, then kept):
+        a query's scores are then one BLAS product that streams them in order."""
+        cols = self._columns.get(metric)
+        if cols is None:
+            cols = np.ascontiguousarray((self.unit if metric == "cosine" else self.vectors).T)
+            self._columns[metric] = cols
+        return cols
 
     @property
     def size(self) -> int:

@@ -20,6 +20,8 @@ from embrecall.live.delta import SpaceDelta
 
 # how much deeper than k the main index is asked before hidden rows are excluded inside it
 _OVERFETCH_HIDDEN = 1024
+# up to this many queries, the delta is scored by one BLAS product (see delta_answers)
+_PRODUCT_MAX_QUERIES = 16
 
 Ranked = list[tuple[float, Any]]  # (score, id), best first
 
@@ -59,12 +61,22 @@ def base_answers(
 
 
 def delta_answers(
-    delta: SpaceDelta, metric: str, queries: np.ndarray, k: int, excluded_ids: Sequence[set]
+    delta: SpaceDelta,
+    metric: str,
+    queries: np.ndarray,
+    k: int,
+    excluded_ids: Sequence[set],
+    floors: Sequence[float | None] | None = None,
 ) -> list[Ranked]:
     """Per query, the best ``k`` upserted vectors by exact search, less ``excluded_ids``.
 
-    A faiss flat index over the delta (one OpenMP thread for a few queries, as the main search
-    runs) is asked deep enough to cover the excluded ids it holds, which are then read past.
+    ``floors`` are, per query, the score of the main index's k-th answer when it has k: an
+    upserted vector scoring worse cannot enter the merged top ``k``.
+
+    A few queries by inner product (or cosine) take one BLAS product with the delta's
+    transposed vectors and keep only the slots at or above their floor, about twice as fast as
+    faiss's flat scan with its heap. Batches and L2 use a faiss flat index, asked deep enough to
+    cover the excluded ids it holds, which are then read past.
     """
     m = len(queries)
     n = delta.size
@@ -74,6 +86,12 @@ def delta_answers(
     if metric == "cosine":
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         q = q / np.where(norms == 0, 1, norms)
+    if m <= _PRODUCT_MAX_QUERIES and metric != "l2":
+        scores = q @ delta.columns(metric)
+        return [
+            _best_slots(delta, scores[i], k, out, floors[i] if floors else None)
+            for i, out in enumerate(excluded_ids)
+        ]
     held = max(len(delta.slot_of.keys() & out) for out in excluded_ids)
     scores, slots = _search_on_threads(delta.flat(metric), q, min(n, k + held), None)
     answers = []
@@ -84,6 +102,23 @@ def delta_answers(
         else:
             answers.append(list(found)[:k])
     return answers
+
+
+def _best_slots(
+    delta: SpaceDelta, scores: np.ndarray, k: int, out: set, floor: float | None
+) -> Ranked:
+    """The best ``k`` of one query's delta ``scores`` (higher first) outside ``out`` and not
+    under ``floor``; equal scores in slot order."""
+    want = min(delta.size, k + (len(delta.slot_of.keys() & out) if out else 0))
+    slots = np.flatnonzero(scores >= floor) if floor is not None else np.arange(delta.size)
+    if slots.size > want:  # the best `want` of them, still in slot order
+        cut = slots.size - want
+        slots = slots[np.sort(np.argpartition(scores[slots], cut)[cut:])]
+    best = slots[np.argsort(-scores[slots], kind="stable")]
+    found = zip(scores[best].tolist(), delta.ids[best].tolist())
+    if out:
+        return [(score, key) for score, key in found if key not in out][:k]
+    return list(found)[:k]
 
 
 def merge_ranked(answers: Sequence[Ranked], k: int, higher: bool) -> Ranked:

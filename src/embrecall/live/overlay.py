@@ -210,7 +210,9 @@ class LiveOverlay:
             if failing:
                 excluded_ids = [set(e) | failing for e in excluded_ids]
         higher = rec.indexes[kind.index_name].higher_is_better
-        pending = delta_answers(delta, kind.metric, queries, k, excluded_ids)
+        # the main answer's k-th score bounds what an upserted vector must reach
+        floors = [b[k - 1][0] if len(b) >= k else None for b in base] if higher else None
+        pending = delta_answers(delta, kind.metric, queries, k, excluded_ids, floors)
         merged = [merge_ranked(both, k, higher) for both in zip(base, pending)]
         target = rec.target_space(kind)
         ids, scores = to_arrays(merged, target.ids.dtype, single)
