@@ -87,6 +87,21 @@ def import_extra(name: str, reason: str | None = None):
         )
 
 
+def require_native():
+    """embrecall's C loops (``embrecall._native``), or a skip where the install built none (no
+    C compiler); under EMBRECALL_REQUIRE_EXTRAS=1 (CI, which has one) their absence fails."""
+    from embrecall.native import native
+
+    if native is None:
+        if os.environ.get("EMBRECALL_NO_NATIVE", "") not in ("", "0"):
+            pytest.skip("EMBRECALL_NO_NATIVE is set: the Python paths are under test")
+        message = "embrecall was installed without its C loops (embrecall._native)"
+        if extras_required():
+            pytest.fail(f"{message}, and EMBRECALL_REQUIRE_EXTRAS is set", pytrace=False)
+        pytest.skip(message)
+    return native
+
+
 def shared_file(*parts: str) -> Path:
     """A file under ../shared/data, or skip the test when that folder is absent."""
     path = SHARED_DATA.joinpath(*parts)

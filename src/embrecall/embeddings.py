@@ -29,6 +29,9 @@ from embrecall.errors import (
     InvalidVectorError,
     UnknownIdError,
 )
+from embrecall.native import native
+
+_RowMap = native.RowMap if native is not None else None  # type(table) is _RowMap: never None
 
 IdKind = Literal["int", "str"]
 OnBadRow = Literal["raise", "skip"]
@@ -158,16 +161,25 @@ class Embeddings:
             return np.empty(0, dtype=np.int64)
         if len(ids) == 1 and isinstance(ids, list):  # one query's id: a scalar lookup is 50x
             return np.array([self._row_or_missing(ids[0])], dtype=np.int64)  # the array one
+        table = self._rows_by_id
+        if type(table) is _RowMap:  # integer ids in embrecall's C table: one call
+            rows = np.empty(len(ids), dtype=np.int64)
+            if not (isinstance(ids, list) and table.lookup_list(ids, rows)):
+                table.lookup(_int64_keys(ids), rows)  # not all exact ints: checked, converted
+            return rows
         keys = _int64_keys(ids) if self._int_ids else _str_keys(ids)
-        return self._rows_by_id.lookup(keys).astype(np.int64, copy=False)
+        return table.lookup(keys).astype(np.int64, copy=False)
 
     def _row_or_missing(self, id_: object) -> int:
         if type(id_) is int and self._int_ids:  # the common case, without _int_id's checks
             key: int | str = id_
         else:
             key = _int_id(id_) if self._int_ids else str(id_)
+        table = self._rows_by_id
+        if type(table) is _RowMap:
+            return table.get(key)  # -1 when not held, an integer beyond int64 included
         try:
-            return self._rows_by_id.get_item(key)
+            return table.get_item(key)
         except (KeyError, OverflowError):  # not held, or an integer beyond int64
             return -1
 
@@ -249,10 +261,14 @@ def _rebuild_embeddings(ids, vectors, source, lines, unit, skipped) -> Embedding
     return Embeddings(ids, vectors, source=source, lines=lines, unit=unit, skipped=skipped)
 
 
-def _row_table(ids: np.ndarray) -> Int64HashTable | PyObjectHashTable:
-    """id -> row in pandas' native hash table (what a pandas Index uses inside): every query
-    looks its ids up here, so a lookup is one native call, with no pandas object built for it.
-    A repeated id is stored once, so the table is shorter than ``ids`` when ids repeat."""
+def _row_table(ids: np.ndarray) -> _RowMap | Int64HashTable | PyObjectHashTable:
+    """id -> row in a native hash table: every query looks its ids up here, so a lookup is one
+    native call, with no pandas object built for it. Integer ids go to embrecall's C table
+    where it is built (it also reads a list of Python ints directly, the ids a request gives),
+    otherwise, and for string ids, to pandas' (what a pandas Index uses inside). A repeated id
+    is stored once, so the table is shorter than ``ids`` when ids repeat."""
+    if ids.dtype == np.int64 and native is not None:
+        return native.RowMap(np.ascontiguousarray(ids))
     table = Int64HashTable(len(ids)) if ids.dtype == np.int64 else PyObjectHashTable(len(ids))
     table.map_locations(ids)
     return table
@@ -263,9 +279,13 @@ def _int64_keys(ids: Sequence | np.ndarray) -> np.ndarray:
     id, which none holds either. InputFormatError for an id that is not an integer."""
     if isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind == "i":
         return ids.astype(np.int64, copy=False)
-    # a list of Python ints, as a service parses them (bool is not int here); the set of
-    # types is a third of the cost of asking each id in a generator
-    if isinstance(ids, list) and set(map(type, ids)) == {int}:
+    # a list of Python ints, as a service parses them (bool is not int here): one C loop
+    # where it is built; otherwise the set of types is a third of the cost of asking each id
+    if isinstance(ids, list) and native is not None:
+        keys = np.empty(len(ids), dtype=np.int64)
+        if native.int64s(ids, keys):
+            return keys
+    elif isinstance(ids, list) and set(map(type, ids)) == {int}:
         try:
             return np.array(ids, dtype=np.int64)
         except OverflowError:

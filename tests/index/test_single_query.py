@@ -16,7 +16,7 @@ from embrecall.errors import DimensionMismatchError, InputFormatError, UnknownId
 from embrecall.index import VectorIndex
 from embrecall.index.faiss_index import _first_outside, _prepare
 from embrecall.recommender import Recommender
-from helpers import planted_clusters
+from helpers import planted_clusters, require_native
 
 K = 10
 
@@ -186,17 +186,24 @@ def test_a_graph_reads_a_short_exclusion_off_its_beam_and_uses_a_selector_beyond
         assert not set(r[0].tolist()) & set(many.tolist()) and (r[0] >= 0).all()
 
 
-def test_reused_selector_kits_answer_as_a_fresh_faiss_selector_on_concurrent_threads(vectors):
+@pytest.mark.parametrize("marking", ["bitmap", "batch"])
+def test_reused_selector_kits_answer_as_a_fresh_faiss_selector_on_concurrent_threads(
+    vectors, marking
+):
     """Exclusions inside faiss reuse a pooled IDSelectorNot and its parameters per query: on 8
     threads at once, each query's answer is raw faiss's with its own freshly made selector, and
-    the pool keeps no more kits than searches ran at once."""
+    the pool keeps no more kits than searches ran at once. With the C loops a kit marks rows in
+    its bitmap and clears them after: no kit comes back with a row still marked."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from embrecall.index.exclusion import _POOL_MAX
+    from embrecall.index.exclusion import _POOL_MAX, ExclusionSelectors
     from embrecall.index.structure import search_parameters
 
+    if marking == "bitmap":
+        require_native()
     graph = VectorIndex.build(vectors, "ip", "HNSW16", mips="native", progress=False)
     graph.search_params = {"efSearch": 32}
+    graph._exclusions = ExclusionSelectors(graph._make_params, bitmaps=marking == "bitmap")
     rng = np.random.default_rng(9)
     cases = []
     for i in range(200):
@@ -221,4 +228,8 @@ def test_reused_selector_kits_answer_as_a_fresh_faiss_selector_on_concurrent_thr
         want_s, want_r = expected(row, rows, ef)
         assert not set(r[0].tolist()) & set(rows.tolist())
         np.testing.assert_allclose(s[0], want_s[0], rtol=1e-5)  # rows may differ on exact ties
-    assert 1 <= len(graph._exclusions._free) <= min(8, _POOL_MAX)
+    kits = graph._exclusions._free
+    assert 1 <= len(kits) <= min(8, _POOL_MAX)
+    for kit in kits:
+        assert (kit.bitmap is not None) == (marking == "bitmap")
+        assert kit.bitmap is None or not kit.bitmap.any()

@@ -385,7 +385,7 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """One search of ``q`` with ``rows`` excluded inside faiss; None when it found fewer
         than ``k`` (the widening path decides) or the index takes no selector."""
-        exclusion = self._exclusions.exclude(rows)
+        exclusion = self._exclusions.exclude(rows, self._ntotal)
         try:
             scores, found = self._faiss_search(q, k, params, selector=exclusion)
         except RuntimeError as exc:
@@ -422,7 +422,7 @@ class VectorIndex:
             # too few scanned: the selector path below widens the search
         exclusion = None
         if excluded.size and self._selectors_supported:
-            exclusion = self._exclusions.exclude(excluded)
+            exclusion = self._exclusions.exclude(excluded, self._ntotal)
         try:
             return self._search_widening(q, k, excluded, params, want, exclusion)
         finally:
