@@ -90,40 +90,6 @@ clear_bits(PyObject *self, PyObject *args)
     return mark(args, 0);
 }
 
-/* Copy a list of Python ints into an int64 buffer of the same length. Returns True, or False
- * when the list holds anything but exact ints (bool included) or an int beyond int64: the
- * caller then takes its general path, which names the bad id. */
-static PyObject *
-int64s(PyObject *self, PyObject *args)
-{
-    PyObject *list, *out_obj;
-    if (!PyArg_ParseTuple(args, "O!O", &PyList_Type, &list, &out_obj))
-        return NULL;
-    Py_buffer out;
-    if (int64_buffer(out_obj, &out, 1) < 0)
-        return NULL;
-    const Py_ssize_t n = PyList_GET_SIZE(list);
-    int ok = out.len / 8 == n;
-    int64_t *dst = (int64_t *)out.buf;
-    for (Py_ssize_t i = 0; ok && i < n; i++) {
-        PyObject *item = PyList_GET_ITEM(list, i);
-        int overflow = 0;
-        if (!PyLong_CheckExact(item)) {
-            ok = 0;
-            break;
-        }
-        const long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
-        if (overflow || (v == -1 && PyErr_Occurred())) {
-            PyErr_Clear();
-            ok = 0;
-            break;
-        }
-        dst[i] = (int64_t)v;
-    }
-    PyBuffer_Release(&out);
-    return PyBool_FromLong(ok);
-}
-
 /* ---- RowMap: int64 id -> row, open addressing with linear probing ----------------------
  *
  * One slot holds an id and its row side by side (one cache line read per probe, where a table
@@ -347,8 +313,6 @@ static PyMethodDef methods[] = {
      "set_bits(bitmap, rows): set the bits of int64 rows in a uint8 bitmap (others skipped)."},
     {"clear_bits", clear_bits, METH_VARARGS,
      "clear_bits(bitmap, rows): clear the bits of int64 rows in a uint8 bitmap."},
-    {"int64s", int64s, METH_VARARGS,
-     "int64s(list, out) -> bool: a list of exact ints into an int64 array of its length."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -279,13 +279,9 @@ def _int64_keys(ids: Sequence | np.ndarray) -> np.ndarray:
     id, which none holds either. InputFormatError for an id that is not an integer."""
     if isinstance(ids, np.ndarray) and ids.ndim == 1 and ids.dtype.kind == "i":
         return ids.astype(np.int64, copy=False)
-    # a list of Python ints, as a service parses them (bool is not int here): one C loop
-    # where it is built; otherwise the set of types is a third of the cost of asking each id
-    if isinstance(ids, list) and native is not None:
-        keys = np.empty(len(ids), dtype=np.int64)
-        if native.int64s(ids, keys):
-            return keys
-    elif isinstance(ids, list) and set(map(type, ids)) == {int}:
+    # a list of Python ints, as a service parses them (bool is not int here); the set of
+    # types is a third of the cost of asking each id in a generator
+    if isinstance(ids, list) and set(map(type, ids)) == {int}:
         try:
             return np.array(ids, dtype=np.int64)
         except OverflowError:

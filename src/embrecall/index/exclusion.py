@@ -14,8 +14,9 @@ How rows are marked:
 
 * **With the C loops** (``embrecall._native``, built at install where a compiler is present),
   a kit owns a bitmap of the index's rows that an ``IDSelectorBitmap`` reads: a query sets its
-  rows' bits in one call and clears them in another, about 2 us, where faiss's per-query
-  ``IDSelectorBatch`` builds a hash set (15-20 us after a graph search has evicted the caches).
+  rows' bits in one call and clears them in another. For 100 rows after a graph search has
+  evicted the caches that measured 5 us, where making and freeing faiss's ``IDSelectorBatch``
+  (a C++ hash set of the rows) measured 25-30 us.
   Indexes beyond ``_BITMAP_MAX_ROWS`` rows keep to batch selectors rather than a bitmap per kit.
 * **Without them**, a query points its kit's ``IDSelectorNot`` at an ``IDSelectorBatch`` of its
   rows, the one faiss object made per query. (A bitmap set and cleared with numpy measured
