@@ -379,19 +379,21 @@ def check_query_vectors(
             raise InvalidVectorError(f"query is not an array of numbers ({exc})") from exc
     single = arr.ndim == 1
     if single:
+        if arr.shape[0] == dim:
+            # One squared norm answers every check at once: NaN or infinity make it NaN or inf,
+            # a square beyond float32 makes it inf, and a zero vector (or one so small that its
+            # squares underflow) makes it 0; the full checks below then say which. Summed in
+            # float32 (no conversion first: each numpy call costs microseconds once a search has
+            # evicted the caches), well below float32's maximum nothing can overflow. (vdot, as
+            # it does not warn when a square overflows to inf; dot does.)
+            squared = float(np.vdot(arr, arr))
+            if 0.0 < squared < _SAFE_SQUARED_NORM and arr.flags.c_contiguous:
+                return arr.reshape(1, dim), single
         arr = arr[None, :]
     if arr.ndim != 2:
         raise InvalidVectorError(f"query must be a vector or a 2-D batch, got {arr.ndim}-D")
     if arr.shape[1] != dim:
         raise DimensionMismatchError(f"query has dimension {arr.shape[1]}, index has {dim}")
-    if single:
-        # One squared norm (float64: neither overflows nor underflows) answers every check at
-        # once: NaN or infinity make it NaN or inf, only a zero vector makes it 0, and well
-        # below float32's maximum nothing overflows. Anything else takes the full checks.
-        row = arr[0].astype(np.float64)
-        squared = float(row.dot(row))  # the method: a third cheaper than the @ operator
-        if 0.0 < squared < _SAFE_SQUARED_NORM:
-            return (arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)), single
     if not np.isfinite(arr).all():
         raise InvalidVectorError("query vector holds NaN or infinity")
     big = np.flatnonzero(overflow_rows(arr))
