@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from operator import itemgetter
 from typing import Any
 
@@ -94,14 +95,10 @@ def delta_answers(
         ]
     held = max(len(delta.slot_of.keys() & out) for out in excluded_ids)
     scores, slots = _search_on_threads(delta.flat(metric), q, min(n, k + held), None)
-    answers = []
-    for i, out in enumerate(excluded_ids):
-        found = zip(scores[i].tolist(), delta.ids[slots[i]].tolist())
-        if out:
-            answers.append([(score, key) for score, key in found if key not in out][:k])
-        else:
-            answers.append(list(found)[:k])
-    return answers
+    return [
+        _ranked(delta.ids[slots[i]].tolist(), scores[i].tolist(), k, out)
+        for i, out in enumerate(excluded_ids)
+    ]
 
 
 def _best_slots(
@@ -115,10 +112,7 @@ def _best_slots(
         cut = slots.size - want
         slots = slots[np.sort(np.argpartition(scores[slots], cut)[cut:])]
     best = slots[np.argsort(-scores[slots], kind="stable")]
-    found = zip(scores[best].tolist(), delta.ids[best].tolist())
-    if out:
-        return [(score, key) for score, key in found if key not in out][:k]
-    return list(found)[:k]
+    return _ranked(delta.ids[best].tolist(), scores[best].tolist(), k, out)
 
 
 def merge_ranked(answers: Sequence[Ranked], k: int, higher: bool) -> Ranked:
@@ -163,7 +157,7 @@ def _rows(found) -> Iterator[tuple[list, list]]:
         yield ids[i].tolist(), scores[i].tolist()
 
 
-def _ranked(ids: list, scores: list, k: int, hidden: frozenset = frozenset()) -> Ranked:
+def _ranked(ids: list, scores: list, k: int, hidden: AbstractSet = frozenset()) -> Ranked:
     """The first ``k`` of one answer that are results (a NaN score ends it) and not hidden."""
     if scores and scores[-1] != scores[-1]:  # NaN: padding after the last result, at the end
         end = next(n for n, score in enumerate(scores) if score != score)
